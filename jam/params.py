@@ -107,7 +107,9 @@ class SpectrogramParams:
         }
 
     @classmethod
-    def from_exif(cls, exif: dict[int, Any], default: SpectrogramParams | None = None) -> SpectrogramParams:
+    def from_exif(
+        cls, exif: dict[int, Any], default: SpectrogramParams | None = None
+    ) -> SpectrogramParams:
         """Params from an image's EXIF; fields it lacks come from ``default``."""
         base = default or cls()
         read = {

@@ -89,7 +89,9 @@ def _cached_converter(params: SpectrogramParams, device: torch.device) -> Spectr
     return SpectrogramConverter(params, device)
 
 
-def converter(params: SpectrogramParams, device: torch.device | str = "cpu") -> SpectrogramConverter:
+def converter(
+    params: SpectrogramParams, device: torch.device | str = "cpu"
+) -> SpectrogramConverter:
     """The shared converter for (params, device), built on first use."""
     device = torch.device(device)
     if device.type == "cuda" and device.index is None:
@@ -107,19 +109,23 @@ def pixels_from_spectrogram(
 
     Input ``(channels, mels, frames)``; output ``(mels, frames, 3)`` RGB, low frequencies at
     the bottom. Mono fills R = G = B; stereo is R = 0, G = left, B = right.
+
+    Computed in NumPy float32 with Riffusion's exact operation order: torch's vectorised
+    ``pow`` differs from NumPy's by an ulp now and then, which moves a pixel by one grey level
+    after truncation, and this mapping must be bit-identical to Riffusion's.
     """
-    s = spectrogram.to(torch.float32)
-    if s.dim() != 3 or s.shape[0] not in (1, 2):
-        raise ValueError(f"expected (1 or 2 channels, mels, frames), got {tuple(s.shape)}")
-    peak = s.max() if max_value is None else torch.tensor(max_value, dtype=s.dtype, device=s.device)
-    data = 255 - torch.pow(s / peak, power) * 255
-    # float -> uint8 the way NumPy's astype does it: truncate toward zero.
-    data = data.clamp(0, 255).to(torch.uint8)
+    if spectrogram.dim() != 3 or spectrogram.shape[0] not in (1, 2):
+        raise ValueError(
+            f"expected (1 or 2 channels, mels, frames), got {tuple(spectrogram.shape)}"
+        )
+    s = spectrogram.detach().to("cpu", torch.float32).numpy()
+    peak = np.max(s) if max_value is None else np.float32(max_value)
+    data = (255 - np.power(s / peak, power) * 255).astype(np.uint8)
     if data.shape[0] == 1:
-        rgb = data[0].unsqueeze(-1).expand(-1, -1, 3)
+        rgb = np.repeat(data[0][..., None], 3, axis=-1)
     else:
-        rgb = torch.stack([torch.zeros_like(data[0]), data[0], data[1]], dim=-1)
-    return rgb.flip(0)
+        rgb = np.stack([np.zeros_like(data[0]), data[0], data[1]], axis=-1)
+    return torch.from_numpy(np.ascontiguousarray(rgb[::-1]))
 
 
 def spectrogram_from_pixels(
@@ -144,7 +150,7 @@ def image_from_spectrogram(
     """A spectrogram PNG-ready image carrying the params and max value in its EXIF."""
     peak = float(spectrogram.max()) if max_value is None else float(max_value)
     pixels = pixels_from_spectrogram(spectrogram, params.power_for_image, peak)
-    image = Image.fromarray(pixels.cpu().numpy(), mode="RGB")
+    image = Image.fromarray(pixels.numpy(), mode="RGB")
     exif = image.getexif()
     exif.update(params.to_exif().items())
     exif[ExifTag.MAX_VALUE] = peak
@@ -162,7 +168,9 @@ def check_image(image: Image.Image, params: SpectrogramParams) -> None:
         raise ValueError(f"spectrogram image mode {image.mode!r} is not RGB or L")
 
 
-def params_from_image(image: Image.Image, default: SpectrogramParams | None = None) -> SpectrogramParams:
+def params_from_image(
+    image: Image.Image, default: SpectrogramParams | None = None
+) -> SpectrogramParams:
     return SpectrogramParams.from_exif(dict(image.getexif()), default)
 
 
@@ -175,7 +183,7 @@ def spectrogram_from_image(
 ) -> torch.Tensor:
     """Mel magnitude spectrogram ``(channels, mels, frames)`` read from a spectrogram image."""
     check_image(image, params)
-    pixels = torch.from_numpy(np.asarray(image.convert("RGB"))).to(device)
+    pixels = torch.from_numpy(np.array(image.convert("RGB"))).to(device)
     return spectrogram_from_pixels(
         pixels, params.power_for_image, max_value_from_image(image), params.stereo
     )

@@ -1,0 +1,83 @@
+"""One render queue per device: sessions submit tile requests, one worker thread renders them.
+
+The GPU (or CPU) runs one pipeline call at a time anyway; funnelling every session through one
+queue makes that explicit, lets requests that arrive together share a batched call, and keeps
+torch off the event loop. A request cancelled before its batch starts is dropped unrendered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from jam.producer import RenderedTile, TileRequest
+
+log = logging.getLogger(__name__)
+
+RenderBatch = Callable[[Sequence[TileRequest]], list[RenderedTile]]
+
+
+@dataclass
+class _Job:
+    request: TileRequest
+    future: asyncio.Future[RenderedTile]
+
+
+class DeviceQueue:
+    """An async ``Renderer`` over a blocking batch renderer such as ``Engine.render``."""
+
+    def __init__(self, render_batch: RenderBatch, max_batch: int = 8) -> None:
+        self.render_batch = render_batch
+        self.max_batch = max_batch
+        self._queue: asyncio.Queue[_Job] = asyncio.Queue()
+        self._worker: asyncio.Task[None] | None = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jam-render")
+        self.busy_seconds = 0.0
+        self.tiles = 0
+        self.batches = 0
+
+    async def __call__(self, request: TileRequest) -> RenderedTile:
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.create_task(self._run(), name="jam device queue")
+        future: asyncio.Future[RenderedTile] = asyncio.get_running_loop().create_future()
+        await self._queue.put(_Job(request, future))
+        return await future
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            jobs = [await self._queue.get()]
+            while len(jobs) < self.max_batch and not self._queue.empty():
+                jobs.append(self._queue.get_nowait())
+            jobs = [j for j in jobs if not j.future.done()]  # cancelled while waiting
+            if not jobs:
+                continue
+            t0 = time.perf_counter()
+            try:
+                tiles = await loop.run_in_executor(
+                    self._executor, self.render_batch, [j.request for j in jobs]
+                )
+            except Exception as e:  # one bad batch must not kill the queue for everyone
+                log.exception("render failed for %d request(s)", len(jobs))
+                for j in jobs:
+                    if not j.future.done():
+                        j.future.set_exception(e)
+                continue
+            self.busy_seconds += time.perf_counter() - t0
+            self.tiles += len(jobs)
+            self.batches += 1
+            for j, tile in zip(jobs, tiles, strict=True):
+                if not j.future.done():
+                    j.future.set_result(tile)
+
+    async def close(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._worker
+        self._executor.shutdown(wait=True, cancel_futures=True)

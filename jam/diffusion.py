@@ -1,0 +1,354 @@
+"""The diffusion engine: the only module that imports diffusers.
+
+Loads any Stable-Diffusion-1.x-format checkpoint (Riffusion's, or jam's own small model) and
+renders batches of tiles. Each tile is Riffusion's img2img interpolation: text embeddings lerped
+and the two seeds' noise slerped between two endpoints, the seed spectrogram's latents noised
+to the strength's start step, then denoised with classifier-free guidance. It drives the stock
+``StableDiffusionPipeline.__call__`` through its public arguments (``prompt_embeds``,
+``latents``, ``callback_on_step_end``); the only adaptation is a scheduler subclass that starts
+its schedule part-way, exactly as diffusers' own img2img pipeline slices it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
+from functools import cache
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from jam.interpolate import lerp, seeded_noise, slerp
+from jam.params import SpectrogramParams
+from jam.producer import Endpoint, RenderedTile, TileRequest
+from jam.spectrogram import DEFAULT_MAX_VALUE, converter, spectrogram_from_pixels
+
+log = logging.getLogger(__name__)
+
+DEFAULTS_FILENAME = "jam.json"
+MAX_PROMPT_CHARS = 1000
+DEFAULT_MODEL_DIR = Path(__file__).parent / "models" / "default"
+
+
+class ModelError(RuntimeError):
+    """A model that cannot be found or loaded; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class ModelDefaults:
+    """Render settings a model folder recommends (``jam.json``); Riffusion's when absent."""
+
+    tile_width: int = 512
+    steps: int = 50
+    strength: float = 0.75
+    guidance: float = 7.0
+
+    @classmethod
+    def load(cls, folder: Path) -> ModelDefaults:
+        path = folder / DEFAULTS_FILENAME
+        return cls(**json.loads(path.read_text())) if path.is_file() else cls()
+
+    def save(self, folder: Path) -> None:
+        (folder / DEFAULTS_FILENAME).write_text(json.dumps(asdict(self), indent=2) + "\n")
+
+
+def pick_device(device: str | None = None) -> torch.device:
+    """The device named, else CUDA when present, else the CPU."""
+    if device:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@cache
+def _start_at(scheduler_cls: type) -> type:
+    """``scheduler_cls`` whose schedule begins ``start_index`` steps in (img2img strength).
+
+    Mirrors diffusers' img2img ``get_timesteps``: slice the timesteps by ``start * order`` and
+    tell the scheduler its begin index, so multistep state and sigma lookups stay correct.
+    """
+
+    def set_timesteps(self, *args, **kwargs) -> None:
+        scheduler_cls.set_timesteps(self, *args, **kwargs)
+        k = self.start_index * self.order
+        if k:
+            self.timesteps = self.timesteps[k:]
+            if hasattr(self, "set_begin_index"):
+                self.set_begin_index(k)
+
+    return type(
+        scheduler_cls.__name__, (scheduler_cls,), {"start_index": 0, "set_timesteps": set_timesteps}
+    )
+
+
+def validate_prompt(prompt: str) -> str:
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise ValueError("prompt is empty")
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise ValueError(f"prompt is {len(prompt)} characters; the limit is {MAX_PROMPT_CHARS}")
+    return prompt.strip()
+
+
+def _load_pipeline(model: str, dtype: torch.dtype):
+    from diffusers import StableDiffusionPipeline
+
+    kwargs = dict(torch_dtype=dtype, safety_checker=None, requires_safety_checker=False)
+    path = Path(model).expanduser()
+    if path.is_file():
+        if path.suffix not in (".safetensors", ".ckpt"):
+            raise ModelError(f"{path}: a single-file checkpoint must be .safetensors or .ckpt")
+        try:
+            return StableDiffusionPipeline.from_single_file(str(path), **kwargs)
+        except Exception as e:  # diffusers raises many kinds here; say what and why
+            raise ModelError(
+                f"could not load single-file checkpoint {path}: {e}. Loading a single file needs "
+                "the SD-1.x configs from the hub or its cache; offline, convert it once to a "
+                "diffusers folder where you have network, or pass a diffusers folder."
+            ) from e
+    if path.is_dir():
+        if not (path / "model_index.json").is_file():
+            raise ModelError(f"{path} is not a diffusers model folder (no model_index.json)")
+        try:
+            return StableDiffusionPipeline.from_pretrained(str(path), **kwargs)
+        except Exception as e:
+            raise ModelError(f"could not load the model in {path}: {e}") from e
+    if model.count("/") != 1 or model.startswith(("/", ".", "~")):
+        raise ModelError(
+            f"model {model!r} is neither a local folder/file nor a hub id like 'org/name'"
+        )
+    try:  # the local cache first: instant, and works offline
+        return StableDiffusionPipeline.from_pretrained(model, local_files_only=True, **kwargs)
+    except Exception:
+        pass
+    try:
+        return StableDiffusionPipeline.from_pretrained(model, **kwargs)
+    except Exception as e:
+        raise ModelError(
+            f"model {model!r} is not in the local Hugging Face cache and could not be fetched "
+            f"from the hub ({type(e).__name__}: {e}). Download it where there is network "
+            "(huggingface-cli download ...) or pass --model a local folder."
+        ) from e
+
+
+def load_engine(
+    model: str | Path | None = None, device: str | None = None, seed_dir: Path | None = None
+) -> Engine:
+    """Load a model by folder, single file or hub id (None: jam's embedded default model)."""
+    if model is None:
+        if not (DEFAULT_MODEL_DIR / "model_index.json").is_file():
+            raise ModelError(
+                "no model given and the embedded default model is missing from "
+                f"{DEFAULT_MODEL_DIR}; "
+                "pass --model (a diffusers folder, a .safetensors file, or a hub id such as "
+                "riffusion/riffusion-model-v1)"
+            )
+        model = DEFAULT_MODEL_DIR
+    dev = pick_device(device)
+    dtype = torch.float16 if dev.type == "cuda" else torch.float32
+    t0 = time.perf_counter()
+    pipe = _load_pipeline(str(model), dtype)
+    folder = Path(str(model)).expanduser()
+    params = SpectrogramParams.load(folder) if folder.is_dir() else SpectrogramParams()
+    defaults = ModelDefaults.load(folder) if folder.is_dir() else ModelDefaults()
+    engine = Engine(pipe.to(dev), params, defaults, seed_dir=seed_dir)
+    log.info("loaded %s on %s (%s) in %.1f s", model, dev, dtype, time.perf_counter() - t0)
+    return engine
+
+
+@dataclass(frozen=True)
+class _Group:
+    """Requests that can share one pipeline call (same steps, strength and guidance)."""
+
+    steps: int
+    strength: float
+    guidance: float
+
+
+class Engine:
+    """A loaded pipeline plus what it needs to turn tile requests into audio."""
+
+    def __init__(
+        self, pipe, params: SpectrogramParams, defaults: ModelDefaults, seed_dir=None
+    ) -> None:
+        from jam.seeds import SeedLibrary
+
+        self.pipe = pipe
+        self.params = params
+        self.defaults = defaults
+        self.device = pipe.device
+        self.dtype = pipe.unet.dtype
+        pipe.set_progress_bar_config(disable=True)
+        pipe.scheduler = _start_at(type(pipe.scheduler)).from_config(pipe.scheduler.config)
+        self.seeds = SeedLibrary(params, defaults.tile_width, user_dir=seed_dir)
+        self.converter = converter(params, self.device)
+        self._embeddings: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self._init_latents: dict[str, torch.Tensor] = {}
+        h, w = params.num_frequencies, defaults.tile_width
+        factor = pipe.vae_scale_factor
+        if h % factor or w % factor:
+            raise ModelError(f"tile {h}x{w} px is not a multiple of the VAE's factor {factor}")
+        self.latent_shape = (pipe.unet.config.in_channels, h // factor, w // factor)
+
+    @property
+    def tile_samples(self) -> int:
+        return self.params.num_samples(self.defaults.tile_width)
+
+    # --- conditioning ------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def embed(self, prompt: str) -> torch.Tensor:
+        """Text embedding of one prompt, cached (a session re-uses a handful of prompts)."""
+        if prompt in self._embeddings:
+            self._embeddings.move_to_end(prompt)
+            return self._embeddings[prompt]
+        emb, _ = self.pipe.encode_prompt(prompt, self.device, 1, False)
+        self._embeddings[prompt] = emb
+        while len(self._embeddings) > 256:
+            self._embeddings.popitem(last=False)
+        return emb
+
+    @torch.inference_mode()
+    def init_latents(self, seed_image: str | Image.Image) -> torch.Tensor:
+        """The seed spectrogram's VAE latents (the mean: deterministic), cached by name."""
+        key = seed_image if isinstance(seed_image, str) else None
+        if key is not None and key in self._init_latents:
+            return self._init_latents[key]
+        image = self.seeds.get(seed_image).image if isinstance(seed_image, str) else seed_image
+        expected = (self.defaults.tile_width, self.params.num_frequencies)
+        if image.size != expected:
+            raise ValueError(
+                f"seed image is {image.size[0]}x{image.size[1]} px; "
+                f"this model needs {expected[0]}x{expected[1]}"
+            )
+        x = self.pipe.image_processor.preprocess(image.convert("RGB")).to(self.device, self.dtype)
+        latents = self.pipe.vae.encode(x).latent_dist.mean * self.pipe.vae.config.scaling_factor
+        if key is not None:
+            self._init_latents[key] = latents
+        return latents
+
+    def point(self, request: TileRequest) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(text embedding, negative embedding, noise) at the request's alpha."""
+        a, b, alpha = request.start, request.end, request.alpha
+        cond = lerp(self.embed(a.prompt), self.embed(b.prompt), alpha)
+        uncond = lerp(self.embed(a.negative_prompt), self.embed(b.negative_prompt), alpha)
+        shape = (1, *self.latent_shape)
+        noise = slerp(
+            seeded_noise(a.seed, shape, self.device, self.dtype),
+            seeded_noise(b.seed, shape, self.device, self.dtype),
+            alpha,
+        )
+        return cond, uncond, noise
+
+    # --- rendering ---------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def denoise(
+        self,
+        requests: Sequence[TileRequest],
+        mask: torch.Tensor | None = None,
+        seed_image: Image.Image | None = None,
+    ) -> torch.Tensor:
+        """Spectrogram images ``(B, 3, H, W)`` in [0, 1] for requests sharing one group.
+
+        ``mask`` (latent-sized, 1 = regenerate, 0 = keep) re-noises kept regions from the seed
+        after every step, Riffusion's way of continuing a clip while keeping part of it.
+        """
+        first = requests[0]
+        group = self._group(first)
+        if any(self._group(r) != group for r in requests):
+            raise ValueError("requests in one denoise call must share steps, strength and guidance")
+        points = [self.point(r) for r in requests]
+        cond = torch.cat([p[0] for p in points])
+        uncond = torch.cat([p[1] for p in points])
+        noise = torch.cat([p[2] for p in points])
+        init = torch.cat([self.init_latents(seed_image or r.seed_image) for r in requests])
+
+        scheduler = self.pipe.scheduler
+        init_steps = min(int(group.steps * group.strength), group.steps)
+        scheduler.start_index = max(group.steps - init_steps, 0)
+        scheduler.set_timesteps(group.steps, device=self.device)
+        timesteps = scheduler.timesteps
+        if len(timesteps) == 0:
+            raise ValueError(
+                f"strength {group.strength} with {group.steps} steps leaves no step to run"
+            )
+        latents = scheduler.add_noise(init, noise, timesteps[:1].repeat(len(requests)))
+
+        def keep_masked(pipe, i, t, kwargs):
+            if mask is not None:
+                nxt = timesteps[i + 1 : i + 2]
+                kept = (
+                    init
+                    if len(nxt) == 0
+                    else scheduler.add_noise(init, noise, nxt.repeat(len(requests)))
+                )
+                kwargs["latents"] = kept * (1 - mask) + kwargs["latents"] * mask
+            return kwargs
+
+        h, w = self.params.num_frequencies, self.defaults.tile_width
+        return self.pipe(
+            height=h,
+            width=w,
+            num_inference_steps=group.steps,
+            guidance_scale=group.guidance,
+            prompt_embeds=cond,
+            negative_prompt_embeds=uncond,
+            latents=latents / scheduler.init_noise_sigma,
+            output_type="pt",
+            callback_on_step_end=keep_masked if mask is not None else None,
+        ).images
+
+    def _group(self, r: TileRequest) -> _Group:
+        a, b, alpha = r.start, r.end, r.alpha
+        return _Group(
+            steps=r.steps,
+            strength=round(a.strength + (b.strength - a.strength) * alpha, 4),
+            guidance=round(a.guidance + (b.guidance - a.guidance) * alpha, 4),
+        )
+
+    @torch.inference_mode()
+    def audio_from_images(self, images: torch.Tensor) -> torch.Tensor:
+        """Float audio ``(B, channels, samples)`` from diffusion output images in [0, 1]."""
+        pixels = images.to(torch.float32).movedim(1, -1) * 255
+        mel = spectrogram_from_pixels(
+            pixels, self.params.power_for_image, DEFAULT_MAX_VALUE, self.params.stereo
+        )
+        return self.converter.audio_from_spectrogram(mel)
+
+    def render(self, requests: Sequence[TileRequest]) -> list[RenderedTile]:
+        """Render tiles, batching requests that can share a pipeline call. Blocking."""
+        for r in requests:
+            validate_prompt(r.start.prompt)
+            validate_prompt(r.end.prompt)
+        groups: dict[_Group, list[int]] = {}
+        for i, r in enumerate(requests):
+            groups.setdefault(self._group(r), []).append(i)
+        out: list[RenderedTile | None] = [None] * len(requests)
+        for indices in groups.values():
+            t0 = time.perf_counter()
+            batch = [requests[i] for i in indices]
+            images = self.denoise(batch)
+            audio = self.audio_from_images(images).cpu()
+            pictures = (images.to(torch.float32) * 255).round().to(torch.uint8).movedim(1, -1).cpu()
+            seconds = (time.perf_counter() - t0) / len(batch)
+            for j, i in enumerate(indices):
+                picture = Image.fromarray(pictures[j].numpy(), mode="RGB")
+                out[i] = RenderedTile(requests[i], audio[j], picture, seconds)
+        return out  # type: ignore[return-value]
+
+    def request(
+        self, prompt: str, seed: int = 0, seed_image: str = "four_on_floor", **kw
+    ) -> TileRequest:
+        """A single-endpoint request with this model's default settings."""
+        end = Endpoint(
+            prompt=validate_prompt(prompt),
+            seed=seed,
+            strength=kw.pop("strength", self.defaults.strength),
+            guidance=kw.pop("guidance", self.defaults.guidance),
+            negative_prompt=kw.pop("negative_prompt", ""),
+        )
+        return TileRequest(end, replace(end), 0.0, seed_image, kw.pop("steps", self.defaults.steps))
