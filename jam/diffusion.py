@@ -251,8 +251,10 @@ class Engine:
         requests: Sequence[TileRequest],
         mask: torch.Tensor | None = None,
         seed_image: Image.Image | None = None,
+        output_type: str = "pt",
     ) -> torch.Tensor:
-        """Spectrogram images ``(B, 3, H, W)`` in [0, 1] for requests sharing one group.
+        """Spectrogram images ``(B, 3, H, W)`` in [0, 1] for requests sharing one group
+        (or the final latents, with ``output_type="latent"``).
 
         ``mask`` (latent-sized, 1 = regenerate, 0 = keep) re-noises kept regions from the seed
         after every step, Riffusion's way of continuing a clip while keeping part of it.
@@ -298,7 +300,7 @@ class Engine:
             prompt_embeds=cond,
             negative_prompt_embeds=uncond,
             latents=latents / scheduler.init_noise_sigma,
-            output_type="pt",
+            output_type=output_type,
             callback_on_step_end=keep_masked if mask is not None else None,
         ).images
 

@@ -1,4 +1,4 @@
-"""Shared fixtures: a tiny random-weight diffusers pipeline saved to a folder, loaded like a real one."""
+"""Shared fixtures: a tiny random-weight diffusers pipeline, saved and loaded like a real one."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ TINY_DEFAULTS = ModelDefaults(tile_width=512, steps=8, strength=0.75, guidance=7
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A folder in Stable Diffusion's diffusers layout: tiny UNet, VAE, CLIP text model, tokenizer."""
+    """A diffusers SD folder: tiny UNet, VAE, CLIP text model, real CLIP tokenizer."""
     return build_pipeline(
         tmp_path_factory.mktemp("tiny-model"), "tiny", TINY_PARAMS, TINY_DEFAULTS, seed=0
     )
