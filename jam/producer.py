@@ -178,6 +178,7 @@ class _Placed:
     audio: torch.Tensor
     start: int
     beats: int
+    fade_start: int = 0  # where it begins to be heard (mid-tile for a prompt switch)
 
     @property
     def length(self) -> int:
@@ -387,9 +388,11 @@ class Producer:
             if fade_start + fade_len <= slot:
                 start = base.start if same_grid else fade_start
                 placed = self._place(rendered, start, beats)
+                placed.fade_start = fade_start
                 self.scheduled.append(_Transition(placed, fade_start, fade_len))
                 return placed
         placed = self._place(rendered, slot, beats)
+        placed.fade_start = slot
         self.scheduled.append(_Transition(placed, slot, overlap))
         return placed
 
@@ -421,7 +424,12 @@ class Producer:
 
     async def _tile_image(self, placed: _Placed) -> TileImage:
         png = await asyncio.to_thread(_grey_png, placed.tile.image)
-        meta = placed.meta() | {"seconds": round(placed.tile.seconds, 3), "beats": placed.beats}
+        meta = placed.meta() | {
+            "seconds": round(placed.tile.seconds, 3),
+            "beats": placed.beats,
+            "fade_start": placed.fade_start,
+            "samples": placed.length,
+        }
         return TileImage(placed.id, placed.start, png, meta)
 
     def realtime_factor(self) -> float | None:
