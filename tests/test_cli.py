@@ -1,0 +1,77 @@
+"""The ``jam`` command line, run as a user runs it: a real subprocess on a real model folder."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import wave
+
+import numpy as np
+import pytest
+from pydub import AudioSegment
+
+
+def jam(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "jam.cli", *args], capture_output=True, text=True, timeout=600
+    )
+
+
+def test_render_writes_a_continuous_wav_of_the_asked_length(tiny_model_dir, tmp_path):
+    out = tmp_path / "out.wav"
+    result = jam(
+        "render",
+        "dreamy ambient pads",
+        "--to",
+        "fast techno",
+        "--seconds",
+        "12",
+        "-o",
+        str(out),
+        "--model",
+        str(tiny_model_dir),
+    )
+    assert result.returncode == 0, result.stderr
+    with wave.open(str(out)) as w:
+        rate = w.getframerate()
+        audio = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.float32) / 32768
+    assert rate == 16000
+    assert audio.size == 12 * rate
+    win = rate // 20  # 50 ms windows: no silent gap anywhere
+    rms = np.sqrt((audio[: audio.size // win * win].reshape(-1, win) ** 2).mean(1))
+    assert rms.min() > 0.01
+    assert np.abs(audio).max() < 0.99
+
+
+def test_render_writes_mp3_through_ffmpeg(tiny_model_dir, tmp_path):
+    out = tmp_path / "out.mp3"
+    result = jam(
+        "render", "lofi hip hop", "--seconds", "6", "-o", str(out), "--model", str(tiny_model_dir)
+    )
+    assert result.returncode == 0, result.stderr
+    decoded = AudioSegment.from_file(out)
+    assert abs(decoded.duration_seconds - 6) < 0.2
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["render", "   ", "-o", "x.wav"], "prompt is empty"),
+        (
+            ["render", "techno", "-o", "x.wav", "--model", "no/such-model-here"],
+            "could not be fetched",
+        ),
+        (
+            ["render", "techno", "-o", "x.xyz", "--seed-image", "nope.wav", "--model", "TINY"],
+            "no such audio file",
+        ),
+    ],
+)
+def test_render_reports_bad_input_clearly(tiny_model_dir, tmp_path, monkeypatch, args, message):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.chdir(tmp_path)
+    args = [str(tiny_model_dir) if a == "TINY" else a for a in args]
+    result = jam(*args)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
