@@ -14,13 +14,17 @@ from jam.protocol import ProtocolError, parse_client_message
 def test_parse_accepts_each_client_message_type() -> None:
     assert parse_client_message('{"type":"create"}') == protocol.Create()
     assert parse_client_message('{"type":"create","prompt":"a","seed_image":"b"}') == (
-        protocol.Create("a", "b"))
+        protocol.Create("a", "b")
+    )
     assert parse_client_message('{"type":"join","session":"x1","token":"t"}') == (
-        protocol.Join("x1", "t"))
+        protocol.Join("x1", "t")
+    )
     assert parse_client_message('{"type":"prompt","text":"  lofi \\n beats "}') == (
-        protocol.SetPrompt("lofi beats"))
+        protocol.SetPrompt("lofi beats")
+    )
     assert parse_client_message('{"type":"seed_image","name":"og_beat"}') == (
-        protocol.SetSeedImage("og_beat"))
+        protocol.SetSeedImage("og_beat")
+    )
     assert parse_client_message('{"type":"strength","value":0.5}') == protocol.SetStrength(0.5)
     assert parse_client_message('{"type":"guidance","value":7}') == protocol.SetGuidance(7.0)
 

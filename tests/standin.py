@@ -1,0 +1,42 @@
+"""A deterministic engine stand-in: renders a tile as the seed loop plus a prompt-keyed tone.
+
+For tests of the server, hub and page, where the diffusion model is not what is tested: it is
+fast, needs no weights, and its audio depends only on the request, so identical requests give
+identical bytes. ``delay`` simulates render time without using the CPU.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import zlib
+
+import torch
+
+from jam.producer import RenderedTile, TileRequest
+from jam.seeds import SeedLibrary
+
+
+def prompt_pitch(prompt: str) -> float:
+    """A stable pitch (Hz) per prompt, so tests can tell prompts apart by ear or by FFT."""
+    return 220.0 + (zlib.crc32(prompt.encode()) % 24) * 20.0
+
+
+class StandinRenderer:
+    def __init__(self, seeds: SeedLibrary, delay: float = 0.0) -> None:
+        self.seeds = seeds
+        self.delay = delay
+        self.calls = 0
+
+    async def __call__(self, request: TileRequest) -> RenderedTile:
+        self.calls += 1
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        seed = self.seeds.get(request.seed_image)
+        rate = self.seeds.params.sample_rate
+        t = torch.arange(seed.audio.shape[-1]) / rate
+        a = request.alpha
+        tone = (1 - a) * torch.sin(2 * torch.pi * prompt_pitch(request.start.prompt) * t) + a * (
+            torch.sin(2 * torch.pi * prompt_pitch(request.end.prompt) * t)
+        )
+        audio = 0.5 * seed.audio + 0.2 * tone.to(seed.audio.dtype)
+        return RenderedTile(request, audio.contiguous(), seed.image, seconds=self.delay)

@@ -1,0 +1,435 @@
+"""The server end to end: a real server on port 0, real websockets clients, the real producer.
+
+The engine is the deterministic stand-in (tests/standin.py) except in the last test, which runs
+the tiny random-weight diffusers pipeline through the device queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from jam import protocol
+from jam.blank import TINY_PARAMS
+from jam.seeds import SeedLibrary
+from jam.server import JamServer, serve
+from tests.standin import StandinRenderer
+
+WIDTH = 256  # 2.55 s tiles at the tiny params: quick to glide through
+LEAD = 1.0
+CHUNK = 0.25
+TILE_SECONDS = TINY_PARAMS.num_samples(WIDTH) / TINY_PARAMS.sample_rate
+
+
+@pytest.fixture(scope="module")
+def seeds() -> SeedLibrary:
+    return SeedLibrary(TINY_PARAMS, width=WIDTH)
+
+
+@contextlib.asynccontextmanager
+async def running(
+    seeds: SeedLibrary, renderer: Any = None, **options: Any
+) -> AsyncIterator[JamServer]:
+    options = {"lead": LEAD, "producer_options": {"chunk_seconds": CHUNK}} | options
+    server = await serve(
+        "127.0.0.1", 0, renderer or StandinRenderer(seeds), seeds, TINY_PARAMS, WIDTH, **options
+    )
+    try:
+        yield server
+    finally:
+        await server.close()
+
+
+class Client:
+    """A websockets client that records everything it receives, with arrival times."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+        self.messages: list[tuple[float, dict[str, Any]]] = []
+        self.audio: list[tuple[float, protocol.AudioFrame, bytes]] = []
+        self.images: list[protocol.ImageFrame] = []
+        self.closed = False
+        self._changed = asyncio.Event()
+        self._reader = asyncio.create_task(self._read())
+
+    @classmethod
+    async def open(cls, server: JamServer, hello: dict[str, Any], **kwargs: Any) -> Client:
+        ws = await connect(f"ws://127.0.0.1:{server.port}/ws", **kwargs)
+        await ws.send(json.dumps(hello))
+        return cls(ws)
+
+    async def _read(self) -> None:
+        try:
+            async for raw in self.ws:
+                now = time.monotonic()
+                if isinstance(raw, str):
+                    self.messages.append((now, json.loads(raw)))
+                else:
+                    frame = protocol.decode_frame(raw)
+                    if isinstance(frame, protocol.AudioFrame):
+                        self.audio.append((now, frame, raw))
+                    else:
+                        self.images.append(frame)
+                self._changed.set()
+        except ConnectionClosed:
+            pass
+        self.closed = True  # a normal close (1000/1001) ends the iteration without raising
+        self._changed.set()
+
+    async def until(self, check: Callable[[], Any], timeout: float, what: str) -> Any:
+        deadline = time.monotonic() + timeout
+        while not (result := check()):
+            if self.closed and self._reader.done():
+                raise AssertionError(f"connection closed ({self.ws.close_code}) waiting for {what}")
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), left)
+        return result
+
+    def of_type(self, kind: str) -> list[dict[str, Any]]:
+        return [m for _, m in self.messages if m["type"] == kind]
+
+    async def welcome(self) -> dict[str, Any]:
+        return (await self.until(lambda: self.of_type("welcome"), 10, "welcome"))[0]
+
+    async def error(self, code: str) -> dict[str, Any]:
+        return await self.until(
+            lambda: next((m for m in self.of_type("error") if m["code"] == code), None),
+            5,
+            f"error {code}",
+        )
+
+    async def close(self) -> None:
+        await self.ws.close()
+        self._reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._reader
+
+
+async def eventually(check: Callable[[], Any], timeout: float, what: str) -> None:
+    """Poll a server-side condition (the hub's own state) until it holds."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+async def http_get(port: int, path: str) -> tuple[int, dict[str, str], bytes]:
+    """A raw HTTP/1.1 GET, so the path reaches the server exactly as written."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode())
+    await writer.drain()
+    raw = await reader.read()
+    writer.close()
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    headers = dict(line.split(": ", 1) for line in lines[1:])
+    return int(lines[0].split()[1]), {k.lower(): v for k, v in headers.items()}, body
+
+
+def new_prompt_weight(meta: dict[str, Any], prompt: str) -> float:
+    """How much of a chunk's audio comes from ``prompt``, from the chunk's mix metadata."""
+    total = 0.0
+    for src in meta["mix"]:
+        a = src["alpha"]
+        total += src["weight"] * (
+            (1 - a) * (src["prompt"] == prompt) + a * (src["prompt_to"] == prompt)
+        )
+    return total
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+async def test_http_routes_serve_page_files_health_status_and_refuse_traversal(seeds) -> None:
+    async with running(seeds) as server:
+        port = server.port
+        status, headers, body = await http_get(port, "/")
+        assert status == 200 and headers["content-type"].startswith("text/html")
+        assert b'<script type="module" src="/app.js">' in body
+        status, _, shared = await http_get(port, "/s/abc123")
+        assert status == 200 and shared == body
+        for path, mime in [
+            ("/app.js", "text/javascript"),
+            ("/player-worklet.js", "text/javascript"),
+            ("/style.css", "text/css"),
+        ]:
+            status, headers, _ = await http_get(port, path)
+            assert (status, headers["content-type"].split(";")[0]) == (200, mime), path
+        assert (await http_get(port, "/healthz"))[::2] == (200, b"ok\n")
+        status, headers, body = await http_get(port, "/status")
+        assert status == 200 and headers["content-type"] == "application/json"
+        assert json.loads(body)["sessions"] == 0
+        status, _, body = await http_get(port, "/api/info")
+        info = json.loads(body)
+        assert info["sample_rate"] == TINY_PARAMS.sample_rate
+        assert "four_on_floor" in [s["name"] for s in info["seeds"]]
+        for bad in [
+            "/../pyproject.toml",
+            "/%2e%2e/pyproject.toml",
+            "/..%2fjam/server.py",
+            "/.hidden",
+            "/nope.js",
+            "/s/",
+            "/web/../../etc/passwd",
+        ]:
+            assert (await http_get(port, bad))[0] == 404, bad
+        status, _, _ = await http_get(port, "/ws")  # plain HTTP to the websocket endpoint
+        assert status == 426
+
+
+async def test_every_listener_receives_identical_bytes(seeds) -> None:
+    async with running(seeds) as server:
+        host = await Client.open(server, {"type": "create", "prompt": "bright disco"})
+        welcome = await host.welcome()
+        assert welcome["control"] and welcome["token"]
+        others = [
+            await Client.open(server, {"type": "join", "session": welcome["session"]})
+            for _ in range(3)
+        ]
+        for c in others:
+            assert (await c.welcome())["control"] is False
+        last = (
+            max(f.seq for c in others for _, f, _ in c.audio[:1])
+            if all(c.audio for c in others)
+            else None
+        )
+        target = (last or 0) + 12
+        for c in [host, *others]:
+            await c.until(
+                lambda c=c: any(f.seq >= target for _, f, _ in c.audio), 15, f"chunk {target}"
+            )
+        by_seq = [{f.seq: raw for _, f, raw in c.audio} for c in [host, *others]]
+        common = set.intersection(*(set(s) for s in by_seq))
+        assert len(common) >= 8
+        for seq in common:
+            assert len({s[seq] for s in by_seq}) == 1, f"chunk {seq} differs between listeners"
+        # the listener count reached everyone
+        assert host.of_type("listeners")[-1]["count"] == 4
+        for c in [host, *others]:
+            await c.close()
+
+
+async def test_prompt_change_reaches_chunks_within_the_stated_latency(seeds) -> None:
+    async with running(seeds) as server:
+        host = await Client.open(server, {"type": "create", "prompt": "old prompt"})
+        await host.welcome()
+        await host.until(lambda: len(host.audio) >= 8, 10, "audio")
+        sent = time.monotonic()
+        await host.ws.send(json.dumps({"type": "prompt", "text": "new prompt"}))
+        state = await host.until(lambda: host.of_type("state"), 5, "state echo")
+        assert state[-1]["state"]["prompt"] == "new prompt"
+
+        def first(threshold: float) -> float | None:
+            return next(
+                (
+                    t
+                    for t, f, _ in host.audio
+                    if t >= sent and new_prompt_weight(f.meta, "new prompt") >= threshold
+                ),
+                None,
+            )
+
+        # Design: the change is rendered into the current tile slot and crossfaded in at the next
+        # beat after what is already published (the lead), then glides to full weight over
+        # glide_tiles tiles. Bounds are generous: CI machines are shared.
+        heard = await host.until(lambda: first(1e-3), LEAD + TILE_SECONDS + 5, "new prompt heard")
+        full = await host.until(
+            lambda: first(0.999), LEAD + 4 * TILE_SECONDS + 8, "new prompt at full weight"
+        )
+        print(f"prompt latency: first {heard - sent:.2f} s, full {full - sent:.2f} s")
+        assert heard <= full
+        await host.close()
+
+
+async def test_slow_listener_is_dropped_and_never_delays_a_fast_one(seeds) -> None:
+    async with running(seeds, listener_queue_seconds=1.0, kick_after=1.5) as server:
+        fast = await Client.open(server, {"type": "create"})
+        session = (await fast.welcome())["session"]
+        # A client that never reads, with tiny socket buffers so it backs up quickly.
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", server.port))
+        slow_ws = await connect(f"ws://127.0.0.1:{server.port}/ws", sock=sock, max_queue=1)
+        await slow_ws.send(json.dumps({"type": "join", "session": session}))
+        live = server.hub.get(session)
+        assert live is not None
+        await fast.until(lambda: len(live.listeners) == 2, 5, "slow listener joined")
+        joined_at = time.monotonic()
+        await fast.until(lambda: len(live.listeners) == 1, 30, "slow listener dropped")
+        dropped_at = time.monotonic()
+        # The fast listener got every chunk, in order, and kept receiving while the slow one
+        # stalled: no gaps, no drop notices, and the stream kept pace with the clock.
+        seqs = [f.seq for _, f, _ in fast.audio]
+        assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+        assert fast.of_type("dropped") == []
+        during = [f for t, f, _ in fast.audio if joined_at <= t <= dropped_at]
+        assert sum(f.seconds for f in during) >= 0.5 * (dropped_at - joined_at) - CHUNK
+        # The slow client, once it reads again, finds itself disconnected.
+        with pytest.raises(ConnectionClosed):
+            for _ in range(10_000):
+                await asyncio.wait_for(slow_ws.recv(), 10)
+        await fast.close()
+
+
+async def test_late_joiner_starts_at_the_live_edge(seeds) -> None:
+    async with running(seeds) as server:
+        host = await Client.open(server, {"type": "create"})
+        session = (await host.welcome())["session"]
+        await host.until(lambda: sum(f.seconds for _, f, _ in host.audio) >= 4.0, 15, "4 s")
+        started = time.monotonic()
+        late = await Client.open(server, {"type": "join", "session": session})
+        welcome = await late.welcome()
+        first_t, first, _ = (await late.until(lambda: late.audio, 5, "late audio"))[0]
+        assert first_t - started < 1.0, "a late joiner hears audio within a second"
+        playhead = welcome["playhead"]
+        assert playhead > 0
+        assert first.offset <= playhead < first.offset + first.frames, (
+            "the late joiner's first chunk is the one playing now, not the start of the stream"
+        )
+        assert late.images, "the current tile's spectrogram came with the welcome"
+        await host.close()
+        await late.close()
+
+
+async def test_bad_input_gets_clear_errors_and_the_server_keeps_serving(seeds) -> None:
+    async with running(seeds) as server:
+        c = await Client.open(server, {"type": "hello?"})
+        assert (await c.error("unknown_type"))["message"]
+        await c.ws.send("{not json")
+        await c.error("bad_json")
+        await c.ws.send(json.dumps({"type": "join", "session": "nope"}))
+        await c.error("unknown_session")
+        await c.ws.send(json.dumps({"type": "create", "seed_image": "no_such_beat"}))
+        assert "no_such_beat" in (await c.error("bad_value"))["message"]
+        await c.ws.send(json.dumps({"type": "create"}))
+        welcome = await c.welcome()
+        await c.ws.send(json.dumps({"type": "prompt", "text": "x" * 1000}))
+        await c.error("too_long")
+        await c.ws.send(json.dumps({"type": "prompt", "text": "ok", "pad": "y" * 5000}))
+        await c.error("too_large")
+        await c.ws.send(json.dumps({"type": "seed_image", "name": "no_such_beat"}))
+        await c.error("bad_value")
+        await c.ws.send(json.dumps({"type": "create"}))
+        await c.error("already_joined")
+        for i in range(protocol.PROMPT_CHANGES_PER_WINDOW + 1):
+            await c.ws.send(json.dumps({"type": "prompt", "text": f"prompt {i}"}))
+        assert "try again" in (await c.error("rate_limited"))["message"]
+        await c.ws.send(b"\x01\x02")
+        await c.error("binary_not_accepted")
+        assert not c.closed, "errors below the frame limit keep the connection open"
+
+        listener = await Client.open(server, {"type": "join", "session": welcome["session"]})
+        await listener.welcome()
+        await listener.ws.send(json.dumps({"type": "prompt", "text": "mine now"}))
+        await listener.error("not_controller")
+        wrong = await Client.open(
+            server, {"type": "join", "session": welcome["session"], "token": "guess"}
+        )
+        await wrong.error("bad_token")
+
+        huge = await Client.open(server, {"type": "create"})
+        await huge.welcome()
+        await huge.ws.send("z" * 100_000)  # beyond the websocket frame limit: closed with 1009
+        await huge.until(lambda: huge.closed, 5, "close")
+        assert huge.ws.close_code == 1009
+
+        # ... and everyone else is still being served
+        n = len(c.audio)
+        await c.until(lambda: len(c.audio) >= n + 4, 5, "more audio after bad input")
+        status = json.loads((await http_get(server.port, "/status"))[2])
+        assert status["sessions"] == 2 and status["listeners"] >= 2
+        for client in (c, listener, wrong):
+            await client.close()
+
+
+async def test_session_without_listeners_is_stopped_and_freed(seeds) -> None:
+    renderer = StandinRenderer(seeds)
+    async with running(seeds, renderer, idle_seconds=0.5) as server:
+        c = await Client.open(server, {"type": "create"})
+        session = (await c.welcome())["session"]
+        await c.until(lambda: c.audio, 5, "audio")
+        await c.close()
+        await eventually(lambda: server.hub.get(session) is None, 5, "session freed")
+        calls = renderer.calls
+        await asyncio.sleep(0.5)
+        assert renderer.calls == calls, "a freed session renders nothing more"
+        again = await Client.open(server, {"type": "join", "session": session})
+        await again.error("unknown_session")
+        await again.close()
+
+
+async def test_shutdown_closes_listeners_with_1001_and_stops_producers(seeds) -> None:
+    server = await serve("127.0.0.1", 0, StandinRenderer(seeds), seeds, TINY_PARAMS, WIDTH)
+    c = await Client.open(server, {"type": "create"})
+    await c.welcome()
+    await c.until(lambda: c.audio, 5, "audio")
+    await server.close()
+    await c.until(lambda: c.closed, 5, "close")
+    assert c.ws.close_code == 1001
+    assert server.hub.sessions == {}
+    assert not [t for t in asyncio.all_tasks() if t.get_name().startswith("session-")]
+
+
+SIGTERM_SCRIPT = """
+import asyncio, logging, sys
+sys.path.insert(0, {root!r})
+from jam.blank import TINY_PARAMS
+from jam.seeds import SeedLibrary
+from jam.server import serve_forever
+from tests.standin import StandinRenderer
+logging.basicConfig(level=logging.INFO)
+seeds = SeedLibrary(TINY_PARAMS, width=256)
+asyncio.run(serve_forever("127.0.0.1", 0, StandinRenderer(seeds), seeds, TINY_PARAMS, 256))
+print("exited cleanly", flush=True)
+"""
+
+
+async def test_sigterm_shuts_the_process_down_cleanly(tmp_path: Path) -> None:
+    root = str(Path(__file__).resolve().parent.parent)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        SIGTERM_SCRIPT.format(root=root),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        assert proc.stdout is not None
+        line = (await asyncio.wait_for(proc.stdout.readline(), 60)).decode()
+        while "jam: open" not in line:
+            line = (await asyncio.wait_for(proc.stdout.readline(), 60)).decode()
+        port = int(line.rsplit(":", 1)[1].strip("/\n"))
+        ws = await connect(f"ws://127.0.0.1:{port}/ws")
+        await ws.send(json.dumps({"type": "create"}))
+        await ws.recv()
+        os.kill(proc.pid, signal.SIGTERM)
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:
+                await asyncio.wait_for(ws.recv(), 10)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
+        rest = (await asyncio.wait_for(proc.stdout.read(), 20)).decode()
+        assert await proc.wait() == 0
+        assert "exited cleanly" in rest
+        assert "Traceback" not in rest
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
