@@ -1,0 +1,87 @@
+// Live spectrogram view: each tile's image placed on the stream timeline, scrolling under a
+// fixed playhead. Tiles overlap where they crossfade; the newer tile is drawn on top.
+
+// A magma-like palette: the tiles arrive as grey PNGs (magnitude ** power), coloured here once each.
+const STOPS = [[0, 7, 8, 13], [0.25, 59, 15, 112], [0.5, 183, 55, 121], [0.75, 252, 137, 97], [1, 252, 253, 191]];
+const LUT = new Uint8ClampedArray(256 * 3);
+for (let i = 0; i < 256; i++) {
+  const x = i / 255;
+  let k = 0;
+  while (k < STOPS.length - 2 && x > STOPS[k + 1][0]) k++;
+  const [x0, ...a] = STOPS[k], [x1, ...b] = STOPS[k + 1];
+  const t = (x - x0) / (x1 - x0);
+  for (let c = 0; c < 3; c++) LUT[i * 3 + c] = a[c] + (b[c] - a[c]) * t;
+}
+
+async function colourise(blob) {
+  const grey = await createImageBitmap(blob);
+  const canvas = new OffscreenCanvas(grey.width, grey.height);
+  const ctx = canvas.getContext("2d");
+  ctx.drawImage(grey, 0, 0);
+  grey.close();
+  const img = ctx.getImageData(0, 0, canvas.width, canvas.height);
+  const d = img.data;
+  for (let i = 0; i < d.length; i += 4) {
+    const v = d[i] * 3;
+    d[i] = LUT[v]; d[i + 1] = LUT[v + 1]; d[i + 2] = LUT[v + 2];
+  }
+  ctx.putImageData(img, 0, 0);
+  return createImageBitmap(canvas);
+}
+
+export class SpectrogramView {
+  constructor(canvas, { sampleRate, hopLength, secondsVisible = 10, playheadAt = 0.35 }) {
+    this.canvas = canvas;
+    this.ctx = canvas.getContext("2d");
+    this.sampleRate = sampleRate;
+    this.hopLength = hopLength;
+    this.secondsVisible = secondsVisible;
+    this.playheadAt = playheadAt;
+    this.tiles = []; // {offset, samples, bitmap, meta}
+  }
+
+  async addTile(frame) {
+    const bitmap = await colourise(frame.png);
+    const samples = frame.meta.samples || bitmap.width * this.hopLength;
+    this.tiles.push({ offset: frame.offset, samples, bitmap, meta: frame.meta });
+    this.tiles.sort((a, b) => a.offset - b.offset);
+    if (this.tiles.length > 8) this.tiles.shift().bitmap.close();
+  }
+
+  draw(position) {
+    const { canvas, ctx } = this;
+    const dpr = window.devicePixelRatio || 1;
+    const w = Math.round(canvas.clientWidth * dpr), h = Math.round(canvas.clientHeight * dpr);
+    if (canvas.width !== w || canvas.height !== h) { canvas.width = w; canvas.height = h; }
+    ctx.fillStyle = "#07080d";
+    ctx.fillRect(0, 0, w, h);
+    const pxPerSample = w / (this.secondsVisible * this.sampleRate);
+    const head = w * this.playheadAt;
+    if (position >= 0) {
+      ctx.imageSmoothingEnabled = true;
+      for (const t of this.tiles) {
+        const x = head + (t.offset - position) * pxPerSample;
+        const tw = t.samples * pxPerSample;
+        if (x > w || x + tw < 0) continue;
+        ctx.globalAlpha = 1;
+        ctx.drawImage(t.bitmap, x, 0, tw, h);
+      }
+      // Dim what has already played.
+      ctx.fillStyle = "rgba(7, 8, 13, 0.55)";
+      ctx.fillRect(0, 0, head, h);
+    }
+    const grad = ctx.createLinearGradient(head - 12 * dpr, 0, head + 12 * dpr, 0);
+    grad.addColorStop(0, "rgba(255, 92, 168, 0)");
+    grad.addColorStop(0.5, "rgba(255, 92, 168, 0.35)");
+    grad.addColorStop(1, "rgba(255, 92, 168, 0)");
+    ctx.fillStyle = grad;
+    ctx.fillRect(head - 12 * dpr, 0, 24 * dpr, h);
+    ctx.fillStyle = "#ff5ca8";
+    ctx.fillRect(head - dpr, 0, 2 * dpr, h);
+  }
+
+  clear() {
+    for (const t of this.tiles) t.bitmap.close();
+    this.tiles = [];
+  }
+}
