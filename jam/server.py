@@ -439,3 +439,34 @@ def run(
 ) -> None:
     """Blocking entry point for ``jam serve``."""
     asyncio.run(serve_forever(host, port, renderer, seeds, params, width, **options))
+
+
+def main_serve(args: Any) -> int:
+    """``jam serve``: load the model once, share it through one device queue, serve until signalled.
+
+    Reads ``args.host``, ``args.port``, ``args.model``, ``args.device``.
+    """
+    from jam.device_queue import DeviceQueue
+    from jam.diffusion import load_engine
+
+    engine = load_engine(args.model, args.device)
+    d = engine.defaults
+    defaults = {"steps": d.steps, "strength": d.strength, "guidance": d.guidance}
+
+    async def main() -> None:
+        queue = DeviceQueue(engine.render)
+        try:
+            await serve_forever(
+                args.host,
+                args.port,
+                queue,
+                engine.seeds,
+                engine.params,
+                d.tile_width,
+                session_defaults=defaults,
+            )
+        finally:
+            await queue.close()
+
+    asyncio.run(main())
+    return 0

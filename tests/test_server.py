@@ -433,3 +433,48 @@ async def test_sigterm_shuts_the_process_down_cleanly(tmp_path: Path) -> None:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+async def test_real_tiny_diffusers_pipeline_streams_through_the_server(tiny_engine) -> None:
+    """The whole path with the real engine: device queue, diffusers img2img, inversion, frames."""
+    from jam.device_queue import DeviceQueue
+
+    engine = tiny_engine
+    queue = DeviceQueue(engine.render)
+    d = engine.defaults
+    server = await serve(
+        "127.0.0.1",
+        0,
+        queue,
+        engine.seeds,
+        engine.params,
+        d.tile_width,
+        session_defaults={"steps": d.steps, "strength": d.strength, "guidance": d.guidance},
+    )
+    try:
+        c = await Client.open(server, {"type": "create", "prompt": "tiny techno"})
+        welcome = await c.welcome()
+        assert welcome["sample_rate"] == engine.params.sample_rate
+        started = time.monotonic()
+        await c.until(lambda: sum(f.seconds for _, f, _ in c.audio) >= 2.0, 90, "2 s of audio")
+        first_audio = c.audio[0][0] - started
+        assert c.images and c.images[0].png[:8] == b"\x89PNG\r\n\x1a\n"
+        pcm = [f.pcm for _, f, _ in c.audio]
+        assert any(abs(p).max() > 0 for p in pcm), "the pipeline's audio is not silent"
+        assert c.audio[0][1].meta["prompt"] == "tiny techno"
+        await c.ws.send(json.dumps({"type": "prompt", "text": "tiny jazz"}))
+        await c.until(lambda: c.of_type("state"), 5, "state echo")
+        sent = time.monotonic()
+        await c.until(
+            lambda: any(new_prompt_weight(f.meta, "tiny jazz") > 0 for _, f, _ in c.audio),
+            120,
+            "the new prompt in the stream",
+        )
+        print(
+            f"tiny pipeline: first audio {first_audio:.2f} s, new prompt heard after "
+            f"{time.monotonic() - sent:.2f} s, rtf {server.hub.stats()['real_time_factor']}"
+        )
+        await c.close()
+    finally:
+        await server.close()
+        await queue.close()
