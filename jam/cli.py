@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -22,7 +23,7 @@ def _render(args: argparse.Namespace) -> int:
 
     prompt = validate_prompt(args.prompt)
     target = validate_prompt(args.to) if args.to else None
-    engine = load_engine(args.model, args.device)
+    engine = load_engine(args.model, args.device, seed_dir=default_seed_dir())
     if args.seed_image not in engine.seeds.names():
         engine.seeds.add_file(args.seed_image)  # a path: raises a clear error if unusable
         args.seed_image = Path(args.seed_image).stem
@@ -108,6 +109,37 @@ def _image_to_audio(args: argparse.Namespace) -> int:
     return 0
 
 
+def default_seed_dir() -> Path:
+    """Where user seeds persist: $JAM_SEED_DIR, else ~/.local/share/jam/seeds."""
+    env = os.environ.get("JAM_SEED_DIR")
+    return Path(env) if env else Path.home() / ".local" / "share" / "jam" / "seeds"
+
+
+def _seeds(args: argparse.Namespace) -> int:
+    from jam.audio_io import write_wav
+    from jam.diffusion import DEFAULT_MODEL_DIR, ModelDefaults
+    from jam.params import SpectrogramParams
+    from jam.seeds import SeedLibrary
+
+    folder = Path(args.model) if args.model else DEFAULT_MODEL_DIR
+    params = SpectrogramParams.load(folder)
+    library = SeedLibrary(
+        params, ModelDefaults.load(folder).tile_width, user_dir=default_seed_dir()
+    )
+    if args.add:
+        seed = library.add_file(args.add, name=args.name, beats=args.beats)
+        print(f"added seed {seed.name!r} ({seed.beats} beats at {seed.bpm:.1f} bpm)")
+    for name in library.names():
+        seed = library.get(name)
+        print(f"{name:16s} {seed.beats:2d} beats {seed.bpm:6.1f} bpm  {seed.description}")
+        if args.export:
+            out = Path(args.export)
+            out.mkdir(parents=True, exist_ok=True)
+            write_wav(out / f"{name}.wav", seed.audio, params.sample_rate)
+            seed.image.save(out / f"{name}.png", exif=seed.image.getexif())
+    return 0
+
+
 def _serve(args: argparse.Namespace) -> int:
     from jam.server import main_serve
 
@@ -146,6 +178,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--guidance", type=float, help="classifier-free guidance scale")
     r.add_argument("--negative-prompt", default="")
     r.set_defaults(run=_render)
+
+    e = sub.add_parser("seeds", help="list the seed loops (tempo, beats); add or export them")
+    e.add_argument("--model", help="model folder whose spectrogram params to use")
+    e.add_argument("--add", metavar="AUDIO", help="add a user seed from an audio file")
+    e.add_argument("--name", help="name for --add (default: the file name)")
+    e.add_argument("--beats", type=int, default=8, help="whole beats the added audio holds")
+    e.add_argument("--export", metavar="DIR", help="write each seed as WAV + spectrogram PNG")
+    e.set_defaults(run=_seeds)
 
     a = sub.add_parser("audio-to-image", help="audio file -> spectrogram PNG (Riffusion format)")
     a.add_argument("audio")
