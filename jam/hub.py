@@ -427,7 +427,7 @@ class Hub:
         *,
         sample_rate: int,
         channels: int = 1,
-        lead: float = 2.0,
+        lead: float = 1.5,
         resume_buffer: float = 0.5,
         listener_queue_seconds: float = 6.0,
         kick_after: float = 8.0,

@@ -31,6 +31,10 @@ class StandinRenderer:
         self.calls += 1
         if self.delay:
             await asyncio.sleep(self.delay)
+        # Off the event loop, like the real device queue (the first seed image builds a codec).
+        return await asyncio.to_thread(self._render, request)
+
+    def _render(self, request: TileRequest) -> RenderedTile:
         seed = self.seeds.get(request.seed_image)
         rate = self.seeds.params.sample_rate
         t = torch.arange(seed.audio.shape[-1]) / rate
