@@ -1,7 +1,8 @@
 // Live spectrogram view: each tile's image placed on the stream timeline, scrolling under a
 // fixed playhead. Tiles overlap where they crossfade; the newer tile is drawn on top.
 
-// A magma-like palette: the tiles arrive as grey PNGs (magnitude ** power), coloured here once each.
+// A magma-like palette. Tiles arrive as grey PNGs in Riffusion's convention (255 = silence,
+// darker = louder); inverted and coloured here once each, so loud is bright.
 const STOPS = [[0, 7, 8, 13], [0.25, 59, 15, 112], [0.5, 183, 55, 121], [0.75, 252, 137, 97], [1, 252, 253, 191]];
 const LUT = new Uint8ClampedArray(256 * 3);
 for (let i = 0; i < 256; i++) {
@@ -22,7 +23,7 @@ async function colourise(blob) {
   const img = ctx.getImageData(0, 0, canvas.width, canvas.height);
   const d = img.data;
   for (let i = 0; i < d.length; i += 4) {
-    const v = d[i] * 3;
+    const v = (255 - d[i]) * 3;
     d[i] = LUT[v]; d[i + 1] = LUT[v + 1]; d[i + 2] = LUT[v + 2];
   }
   ctx.putImageData(img, 0, 0);
