@@ -446,10 +446,11 @@ def main_serve(args: Any) -> int:
 
     Reads ``args.host``, ``args.port``, ``args.model``, ``args.device``.
     """
+    from jam.cli import default_seed_dir
     from jam.device_queue import DeviceQueue
     from jam.diffusion import load_engine
 
-    engine = load_engine(args.model, args.device)
+    engine = load_engine(args.model, args.device, seed_dir=default_seed_dir())
     d = engine.defaults
     defaults = {"steps": d.steps, "strength": d.strength, "guidance": d.guidance}
 
