@@ -428,19 +428,6 @@ async def serve_forever(
             loop.remove_signal_handler(sig)
 
 
-def run(
-    host: str,
-    port: int,
-    renderer: Renderer,
-    seeds: Any,
-    params: SpectrogramParams,
-    width: int,
-    **options: Any,
-) -> None:
-    """Blocking entry point for ``jam serve``."""
-    asyncio.run(serve_forever(host, port, renderer, seeds, params, width, **options))
-
-
 def main_serve(args: Any) -> int:
     """``jam serve``: load the model once, share it through one device queue, serve until signalled.
 
