@@ -146,13 +146,15 @@ def test_prompt_change_crossfades_into_a_fresh_tile_at_the_next_beat(tiny_engine
     changed_at: list[int] = []
 
     def on_chunk(chunk: Chunk) -> None:
-        if chunk.offset >= 1.0 * sr and not changed_at:
+        if chunk.offset >= 0.5 * sr and not changed_at:
             state.set_prompt(NEW_PROMPT)
             changed_at.append(chunk.offset + chunk.audio.shape[-1])
 
     async def run():
         try:
-            return await collect(producer, 18.0, on_chunk, speed=2.0)
+            # paced in real time, as the server paces it: the switch then renders while the
+            # first tile plays and is heard mid-tile (unpaced, it would land at the next slot)
+            return await collect(producer, 15.0, on_chunk, speed=1.0)
         finally:
             await queue.close()
 
