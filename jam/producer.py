@@ -341,8 +341,12 @@ class Producer:
         return tile.start + round((tile.beats - self.overlap_beats) * tile.beat_len)
 
     def _wants_request(self) -> bool:
-        # render one tile ahead: ask once every queued tile has begun to play
-        return all(t.fade_start <= self.pos for t in self.scheduled)
+        """Render one tile ahead: ask once every queued tile's slot has begun.
+
+        A prompt switch shares the current slot (its start is in the past), so its successor
+        is asked for at once: the switch may be heard late in the slot, leaving little time.
+        """
+        return all(t.tile.start <= self.pos for t in self.scheduled)
 
     def _needs_successor_by(self) -> int:
         """The stream sample by which the pending render must be placed."""
