@@ -127,3 +127,17 @@ def test_unknown_model_names_say_what_is_wrong(tmp_path, monkeypatch):
         load_engine("no-such-model", "cpu")
     with pytest.raises(ModelError, match="not in the local Hugging Face cache"):
         load_engine("nobody-here/no-such-model", "cpu")
+
+
+def test_single_file_checkpoint_that_cannot_be_resolved_offline_says_how_to_fix_it(
+    tmp_path, monkeypatch
+):
+    from safetensors.torch import save_file
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    path = tmp_path / "model.safetensors"
+    save_file({"model.diffusion_model.input_blocks.0.0.weight": torch.zeros(4, 4, 3, 3)}, str(path))
+    with pytest.raises(
+        ModelError, match=r"could not load single-file checkpoint.*diffusers folder"
+    ):
+        load_engine(str(path), "cpu")
