@@ -72,6 +72,9 @@ def _start_at(scheduler_cls: type) -> type:
     tell the scheduler its begin index, so multistep state and sigma lookups stay correct.
     """
 
+    if "start_index" in vars(scheduler_cls):  # already wrapped (a second Engine on one pipe)
+        return scheduler_cls
+
     def set_timesteps(self, *args, **kwargs) -> None:
         scheduler_cls.set_timesteps(self, *args, **kwargs)
         k = self.start_index * self.order
@@ -112,8 +115,12 @@ def _load_pipeline(model: str, dtype: torch.dtype):
     if path.is_dir():
         if not (path / "model_index.json").is_file():
             raise ModelError(f"{path} is not a diffusers model folder (no model_index.json)")
-        try:
-            return StableDiffusionPipeline.from_pretrained(str(path), **kwargs)
+        try:  # a text encoder referenced by the folder (jam's MiniLM) loads from its package
+            from jam.textenc import referenced_components
+
+            return StableDiffusionPipeline.from_pretrained(
+                str(path), **referenced_components(path, dtype), **kwargs
+            )
         except Exception as e:
             raise ModelError(f"could not load the model in {path}: {e}") from e
     if model.count("/") != 1 or model.startswith(("/", ".", "~")):
@@ -313,6 +320,13 @@ class Engine:
         )
 
     @torch.inference_mode()
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """VAE-decode latents to spectrogram images ``(B, 3, H, W)`` in [0, 1]."""
+        vae = self.pipe.vae
+        images = vae.decode(latents / vae.config.scaling_factor, return_dict=False)[0]
+        return self.pipe.image_processor.postprocess(images, output_type="pt")
+
+    @torch.inference_mode()
     def audio_from_images(self, images: torch.Tensor) -> torch.Tensor:
         """Float audio ``(B, channels, samples)`` from diffusion output images in [0, 1]."""
         pixels = images.to(torch.float32).movedim(1, -1) * 255
@@ -333,7 +347,7 @@ class Engine:
         for indices in groups.values():
             t0 = time.perf_counter()
             batch = [requests[i] for i in indices]
-            images = self.denoise(batch)
+            images = self.decode(self.denoise(batch, output_type="latent"))
             audio = self.audio_from_images(images).cpu()
             pictures = (images.to(torch.float32) * 255).round().to(torch.uint8).movedim(1, -1).cpu()
             seconds = (time.perf_counter() - t0) / len(batch)

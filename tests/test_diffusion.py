@@ -141,3 +141,15 @@ def test_single_file_checkpoint_that_cannot_be_resolved_offline_says_how_to_fix_
         ModelError, match=r"could not load single-file checkpoint.*diffusers folder"
     ):
         load_engine(str(path), "cpu")
+
+
+def test_a_second_engine_on_the_same_pipeline_keeps_the_img2img_schedule(tiny_engine):
+    from jam.diffusion import Engine
+
+    r = pair(tiny_engine, 0.5)
+    tiny_engine.denoise([r])
+    steps = len(tiny_engine.pipe.scheduler.timesteps)
+    again = Engine(tiny_engine.pipe, tiny_engine.params, tiny_engine.defaults)
+    again.denoise([r])
+    # PNDM (PLMS) runs its first timestep twice, as in diffusers' own img2img
+    assert len(again.pipe.scheduler.timesteps) == steps == int(r.steps * r.start.strength) + 1
