@@ -1,0 +1,292 @@
+"""Benchmark and evaluate a jam model on this CPU, through the real Engine.
+
+    python benchmarks/bench_model.py --corpus CORPUS [--model jam/models/default] [--out docs]
+
+Writes ``{out}/model_eval.json`` and figures: the real-time factor of a whole tile with its
+per-stage split (denoise, VAE decode, Griffin-Lim), the style classifier's accuracy on real
+held-out clips, prompt adherence on held-out wordings and combinations (and its ratio to the
+real-clip accuracy), spectrogram-statistics distances, an interpolation sweep between two
+prompts, and a grid of prompt spectrograms. ``--rtf-only`` measures just the speed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from jam.dataset import Item, cached_tiles
+from jam.diffusion import load_engine
+from jam.evaluate import (
+    StyleClassifier,
+    frechet_distance,
+    is_test_clip,
+    monotonic_fraction,
+    row_stats_distance,
+    train_classifier,
+)
+from jam.producer import Endpoint, TileRequest
+
+GRID_PROMPTS = (
+    "funky bass groove with brass",
+    "dark techno with acid bass",
+    "deep house with warm pads",
+    "fast drum and bass",
+    "lo-fi hip hop with rhodes",
+    "heavy metal with distorted guitar",
+    "solo classical piano",
+    "string quartet",
+    "ambient pads, slow and dreamy",
+    "8-bit chiptune",
+    "bossa nova with nylon guitar",
+    "reggae with organ",
+)
+INTERPOLATION = ("dark techno with acid bass", "solo classical piano", "techno", "classical_piano")
+
+
+def timed(fn, *args):
+    t0 = time.perf_counter()
+    out = fn(*args)
+    return out, time.perf_counter() - t0
+
+
+def real_time_factor(engine, repeats: int = 5) -> dict:
+    """Seconds per stage for one tile at the model's defaults, over its duration."""
+    seeds = engine.seeds.names() if hasattr(engine.seeds, "names") else ["four_on_floor"]
+    request = engine.request("funky bass groove with brass", seed=1, seed_image=seeds[0])
+    engine.render([request])  # warm-up: caches the prompt and seed latents like a session does
+    stages: dict[str, list[float]] = {"denoise": [], "decode": [], "griffin_lim": []}
+    for i in range(repeats):
+        r = engine.request("funky bass groove with brass", seed=100 + i, seed_image=seeds[0])
+        latents, t1 = timed(engine.denoise, [r], None, None, "latent")
+        images, t2 = timed(engine.decode, latents)
+        _, t3 = timed(engine.audio_from_images, images)
+        for k, v in zip(stages, (t1, t2, t3), strict=True):
+            stages[k].append(v)
+    tile_s = engine.tile_samples / engine.params.sample_rate
+    median = {k: statistics.median(v) for k, v in stages.items()}
+    total = sum(median.values())
+    _, whole = timed(engine.render, [engine.request("lo-fi hip hop", seed=7)])
+    return {
+        "tile_seconds": tile_s,
+        "stage_seconds": median,
+        "tile_compute_seconds": total,
+        "real_time_factor": total / tile_s,
+        "render_call_seconds": whole,
+        "render_call_rtf": whole / tile_s,
+        "steps": engine.defaults.steps,
+        "strength": engine.defaults.strength,
+        "unet_evals": int(engine.defaults.steps * engine.defaults.strength),
+        "threads": torch.get_num_threads(),
+    }
+
+
+def corpus_items(corpus: Path) -> tuple[list[Item], list[dict]]:
+    records = [json.loads(x) for x in (corpus / "captions.jsonl").read_text().splitlines() if x]
+    items = [Item(corpus / r["file"], (r["captions"][0]["text"],), r["style"]) for r in records]
+    return items, records
+
+
+def render_pixels(engine, prompts: list[str], seeds: list[int], seed_images: list[str]):
+    """Generated tiles (uint8 mel rows) for prompts, batched as a server would."""
+    out = []
+    requests = [
+        engine.request(p, seed=s, seed_image=im)
+        for p, s, im in zip(prompts, seeds, seed_images, strict=True)
+    ]
+    for i in range(0, len(requests), 4):
+        for tile in engine.render(requests[i : i + 4]):
+            out.append(torch.from_numpy(__import__("numpy").array(tile.image))[..., 0])
+    return torch.stack(out)
+
+
+def held_out_prompts(records: list[dict], split: str, per_style: int, rng: random.Random):
+    by_style: dict[str, list[str]] = {}
+    for r in records:
+        for c in r["captions"]:
+            if c["split"] == split:
+                by_style.setdefault(r["style"], []).append(c["text"])
+    chosen = []
+    for style in sorted(by_style):
+        texts = sorted(set(by_style[style]))
+        rng.shuffle(texts)
+        chosen += [(t, style) for t in texts[:per_style]]
+    return chosen
+
+
+def interpolation_sweep(engine, clf: StyleClassifier, n: int = 9) -> dict:
+    a_prompt, b_prompt, a_style, b_style = INTERPOLATION
+    a = Endpoint(
+        a_prompt, seed=11, strength=engine.defaults.strength, guidance=engine.defaults.guidance
+    )
+    b = Endpoint(
+        b_prompt, seed=12, strength=engine.defaults.strength, guidance=engine.defaults.guidance
+    )
+    alphas = [i / (n - 1) for i in range(n)]
+    reqs = [TileRequest(a, b, x, "four_on_floor", engine.defaults.steps) for x in alphas]
+    tiles = engine.render(reqs)
+    import numpy as np
+
+    pixels = torch.stack([torch.from_numpy(np.array(t.image))[..., 0] for t in tiles])
+    probs = clf.probabilities(pixels)
+    pa = probs[:, clf.styles.index(a_style)].tolist()
+    pb = probs[:, clf.styles.index(b_style)].tolist()
+    share = [y / max(x + y, 1e-9) for x, y in zip(pa, pb, strict=True)]
+    return {
+        "from": a_prompt,
+        "to": b_prompt,
+        "alphas": alphas,
+        "p_from_style": pa,
+        "p_to_style": pb,
+        "to_share": share,
+        "monotonic_fraction": monotonic_fraction(share),
+        "images": [t.image for t in tiles],
+    }
+
+
+def save_strip(images, labels: list[str], path: Path, columns: int = 4) -> None:
+    """Spectrogram images in a labelled grid (one PNG for the docs)."""
+    from PIL import Image, ImageDraw
+
+    w, h = images[0].size
+    rows = -(-len(images) // columns)
+    label_h = 16
+    sheet = Image.new("RGB", (columns * (w + 8), rows * (h + label_h + 8)), "white")
+    draw = ImageDraw.Draw(sheet)
+    for k, (im, text) in enumerate(zip(images, labels, strict=True)):
+        x, y = (k % columns) * (w + 8), (k // columns) * (h + label_h + 8)
+        draw.text((x + 2, y + 2), text[:70], fill="black")
+        sheet.paste(im, (x, y + label_h))
+    sheet.save(path)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default=None, help="model folder (default: jam's embedded model)")
+    p.add_argument("--corpus", type=Path, help="a `jam corpus` folder (not needed for --rtf-only)")
+    p.add_argument("--out", type=Path, default=Path("docs"))
+    p.add_argument("--work", type=Path, default=Path("/tmp/jam_eval"))
+    p.add_argument("--per-style", type=int, default=3, help="held-out prompts per style")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--rtf-only", action="store_true")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    args.out.mkdir(parents=True, exist_ok=True)
+    args.work.mkdir(parents=True, exist_ok=True)
+    engine = load_engine(args.model, "cpu")
+    result: dict = {"rtf": real_time_factor(engine)}
+    print(json.dumps(result["rtf"], indent=2))
+    if args.rtf_only:
+        return
+
+    items, records = corpus_items(args.corpus)
+    tiles = cached_tiles(items, engine.params, engine.defaults.tile_width, args.work / "real.pt")
+    styles = [items[int(k)].style for k in tiles.item_index]
+    splits = [records[int(k)]["split"] for k in tiles.item_index]
+    names = [items[int(k)].path.name for k in tiles.item_index]
+    train_idx = [
+        i for i, (n, s) in enumerate(zip(names, splits, strict=True))
+        if s == "train" and not is_test_clip(n)
+    ]  # fmt: skip
+    test_idx = [i for i, n in enumerate(names) if splits[i] == "train" and is_test_clip(n)]
+    combo_idx = [i for i, s in enumerate(splits) if s == "heldout_combo"]
+    clf_path = args.work / "style_classifier.pt"
+    if clf_path.is_file():
+        clf = StyleClassifier.load(clf_path)
+    else:
+        clf = train_classifier(tiles.pixels[train_idx], [styles[i] for i in train_idx])
+        clf.save(clf_path)
+    real_acc = clf.accuracy(tiles.pixels[test_idx], [styles[i] for i in test_idx])
+    combo_acc = clf.accuracy(tiles.pixels[combo_idx], [styles[i] for i in combo_idx])
+    result["classifier"] = {
+        "styles": len(clf.styles),
+        "train_clips": len(train_idx),
+        "real_heldout_clips": len(test_idx),
+        "real_heldout_accuracy": real_acc,
+        "real_heldout_combo_clips": len(combo_idx),
+        "real_heldout_combo_accuracy": combo_acc,
+        "chance": 1 / len(clf.styles),
+    }
+    print(json.dumps(result["classifier"], indent=2))
+
+    rng = random.Random(0)
+    seed_names = list(engine.seeds.names()) if hasattr(engine.seeds, "names") else ["four_on_floor"]
+    generated = {}
+    for split, ref_acc in (("heldout_wording", real_acc), ("heldout_combo", combo_acc)):
+        prompts = held_out_prompts(records, split, args.per_style, rng)
+        texts = [t for t, _ in prompts]
+        t0 = time.perf_counter()
+        px = render_pixels(
+            engine,
+            texts,
+            list(range(len(texts))),
+            [seed_names[i % len(seed_names)] for i in range(len(texts))],
+        )
+        acc = clf.accuracy(px, [s for _, s in prompts])
+        generated[split] = px
+        result[split] = {
+            "prompts": len(texts),
+            "adherence": acc,
+            "ratio_to_real": acc / ref_acc,
+            "seconds_per_tile": (time.perf_counter() - t0) / len(texts),
+            "examples": texts[:6],
+        }
+        print(split, json.dumps(result[split], indent=2))
+
+    gen = torch.cat(list(generated.values()))
+    real_test = tiles.pixels[test_idx]
+    real_train = tiles.pixels[train_idx][: len(real_test)]
+    seeds_px = torch.stack(
+        [
+            torch.from_numpy(__import__("numpy").array(engine.seeds.get(n).image))[..., 0]
+            for n in seed_names
+        ]
+    )
+    result["distances"] = {
+        "row_stats_generated_vs_real": row_stats_distance(gen, real_test),
+        "row_stats_real_vs_real": row_stats_distance(real_train, real_test),
+        "row_stats_seeds_vs_real": row_stats_distance(seeds_px, real_test),
+        "fd_generated_vs_real": frechet_distance(clf.embeddings(gen), clf.embeddings(real_test)),
+        "fd_real_vs_real": frechet_distance(clf.embeddings(real_train), clf.embeddings(real_test)),
+    }
+    print(json.dumps(result["distances"], indent=2))
+
+    sweep = interpolation_sweep(engine, clf)
+    save_strip(
+        sweep.pop("images"),
+        [
+            f"alpha {a:.2f}: piano share {s:.2f}"
+            for a, s in zip(sweep["alphas"], sweep["to_share"], strict=True)
+        ],
+        args.out / "model_interpolation.png",
+        columns=3,
+    )
+    result["interpolation"] = sweep
+    print(json.dumps(sweep, indent=2))
+
+    grid = engine.render([engine.request(t, seed=3) for t in GRID_PROMPTS])
+    save_strip([t.image for t in grid], list(GRID_PROMPTS), args.out / "model_grid.png", columns=3)
+    real_examples = [
+        tiles.pixels[test_idx[i]] for i in range(0, len(test_idx), max(len(test_idx) // 6, 1))
+    ][:6]
+    from PIL import Image
+
+    save_strip(
+        [Image.fromarray(x.numpy()).convert("RGB") for x in real_examples],
+        [
+            f"real: {styles[test_idx[i]]}"
+            for i in range(0, len(test_idx), max(len(test_idx) // 6, 1))
+        ][:6],
+        args.out / "model_real_examples.png",
+        columns=3,
+    )
+    (args.out / "model_eval.json").write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
