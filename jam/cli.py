@@ -150,6 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="jam", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
+    # listed for --help; `jam corpus ...` and `jam train ...` are parsed by their own modules
+    sub.add_parser("corpus", help="make a training corpus (jam corpus --help)", add_help=False)
+    sub.add_parser("train", help="train or fine-tune a model (jam train --help)", add_help=False)
 
     def model_options(p: argparse.ArgumentParser) -> None:
         p.add_argument(
@@ -205,10 +208,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["corpus"]:  # its own parser
+    if argv[:1] == ["corpus"]:  # these two have their own parsers
         from jam.corpus import corpus_main
 
         return corpus_main(argv[1:])
+    if argv[:1] == ["train"]:
+        from jam.train import train_main
+
+        return train_main(argv[1:])
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
