@@ -102,8 +102,8 @@ class TrainConfig:
 class Defaults:
     """Render defaults written to jam.json (see jam.diffusion.ModelDefaults)."""
 
-    steps: int = 20
-    strength: float = 0.7
+    steps: int = 15
+    strength: float = 0.8
     guidance: float = 4.0
 
 
