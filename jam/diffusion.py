@@ -68,10 +68,11 @@ def pick_device(device: str | None = None) -> torch.device:
 def _start_at(scheduler_cls: type) -> type:
     """``scheduler_cls`` whose schedule begins ``start_index`` steps in (img2img strength).
 
-    Mirrors diffusers' img2img ``get_timesteps``: slice the timesteps by ``start * order`` and
-    tell the scheduler its begin index, so multistep state and sigma lookups stay correct.
+    The text-to-image pipeline runs whatever ``scheduler.timesteps`` holds, so the schedule is
+    cut there, and so are the sigmas that go with it: the scheduler then sees a consistent,
+    shorter schedule, and solvers that look at its length (DPM-Solver's lower-order final step)
+    finish on the right step. The cut is diffusers' img2img cut: ``start * order`` steps.
     """
-
     if "start_index" in vars(scheduler_cls):  # already wrapped (a second Engine on one pipe)
         return scheduler_cls
 
@@ -80,8 +81,9 @@ def _start_at(scheduler_cls: type) -> type:
         k = self.start_index * self.order
         if k:
             self.timesteps = self.timesteps[k:]
-            if hasattr(self, "set_begin_index"):
-                self.set_begin_index(k)
+            sigmas = getattr(self, "sigmas", None)
+            if isinstance(sigmas, torch.Tensor) and sigmas.dim() == 1 and len(sigmas) > k:
+                self.sigmas = sigmas[k:]
 
     return type(
         scheduler_cls.__name__, (scheduler_cls,), {"start_index": 0, "set_timesteps": set_timesteps}

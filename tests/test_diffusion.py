@@ -153,3 +153,38 @@ def test_a_second_engine_on_the_same_pipeline_keeps_the_img2img_schedule(tiny_en
     again.denoise([r])
     # PNDM (PLMS) runs its first timestep twice, as in diffusers' own img2img
     assert len(again.pipe.scheduler.timesteps) == steps == int(r.steps * r.start.strength) + 1
+
+
+@pytest.mark.parametrize(
+    "name", ["PNDMScheduler", "EulerDiscreteScheduler", "DPMSolverMultistepScheduler"]
+)
+def test_img2img_matches_diffusers_own_img2img_pipeline_for_each_scheduler(tiny_engine, name):
+    """The engine's part-way schedule equals StableDiffusionImg2ImgPipeline's on the same noise."""
+    import diffusers
+    from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionPipeline
+
+    from jam.diffusion import Engine
+
+    base = getattr(diffusers, name)
+    components = dict(tiny_engine.pipe.components)
+    components["scheduler"] = base.from_config(tiny_engine.pipe.scheduler.config)
+    engine = Engine(StableDiffusionPipeline(**components), tiny_engine.params, tiny_engine.defaults)
+    end = Endpoint("deep house with a rolling bassline", seed=11, strength=0.6, guidance=5.0)
+    request = TileRequest(end, end, 0.0, "four_on_floor", 10)
+    ours = engine.denoise([request], output_type="latent")
+    assert torch.isfinite(ours).all()
+
+    components["scheduler"] = base.from_config(tiny_engine.pipe.scheduler.config)
+    img2img = StableDiffusionImg2ImgPipeline(**components)
+    img2img.set_progress_bar_config(disable=True)
+    theirs = img2img(
+        image=engine.init_latents("four_on_floor"),  # 4 channels: taken as latents
+        strength=0.6,
+        num_inference_steps=10,
+        guidance_scale=5.0,
+        prompt_embeds=engine.embed(end.prompt),
+        negative_prompt_embeds=engine.embed(""),
+        generator=torch.Generator().manual_seed(11),  # draws the same noise as seed 11
+        output_type="latent",
+    ).images
+    torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-4)
