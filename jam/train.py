@@ -103,8 +103,8 @@ class Defaults:
     """Render defaults written to jam.json (see jam.diffusion.ModelDefaults)."""
 
     steps: int = 15
-    strength: float = 0.8
-    guidance: float = 4.0
+    strength: float = 0.9
+    guidance: float = 7.0
 
 
 SAMPLE_PROMPTS = ("funky bass groove with brass", "dark techno with acid bass", "solo piano")
