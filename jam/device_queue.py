@@ -2,7 +2,8 @@
 
 The GPU (or CPU) runs one pipeline call at a time anyway; funnelling every session through one
 queue makes that explicit, lets requests that arrive together share a batched call, and keeps
-torch off the event loop. A request cancelled before its batch starts is dropped unrendered.
+torch off the event loop. A request cancelled before its batch starts is dropped unrendered; a
+batch whose requesters have all gone (a prompt changed) stops at the next denoising step.
 """
 
 from __future__ import annotations
@@ -15,11 +16,13 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from jam.diffusion import RenderCancelled
 from jam.producer import RenderedTile, TileRequest
 
 log = logging.getLogger(__name__)
 
-RenderBatch = Callable[[Sequence[TileRequest]], list[RenderedTile]]
+# (requests, cancelled) -> tiles; ``cancelled()`` turns True once every requester has gone
+RenderBatch = Callable[[Sequence[TileRequest], Callable[[], bool]], list[RenderedTile]]
 
 
 @dataclass
@@ -40,6 +43,7 @@ class DeviceQueue:
         self.busy_seconds = 0.0
         self.tiles = 0
         self.batches = 0
+        self.cancelled = 0  # batches stopped part-way because every requester had gone
 
     async def __call__(self, request: TileRequest) -> RenderedTile:
         if self._worker is None or self._worker.done():
@@ -58,10 +62,18 @@ class DeviceQueue:
             if not jobs:
                 continue
             t0 = time.perf_counter()
+            futures = [j.future for j in jobs]
+
+            def abandoned(futures=futures) -> bool:  # polled from the render thread
+                return all(f.done() for f in futures)
+
             try:
                 tiles = await loop.run_in_executor(
-                    self._executor, self.render_batch, [j.request for j in jobs]
+                    self._executor, self.render_batch, [j.request for j in jobs], abandoned
                 )
+            except RenderCancelled:
+                self.cancelled += 1
+                continue
             except Exception as e:  # one bad batch must not kill the queue for everyone
                 log.exception("render failed for %d request(s)", len(jobs))
                 for j in jobs:

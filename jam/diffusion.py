@@ -15,7 +15,7 @@ import json
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from functools import cache
 from pathlib import Path
@@ -37,6 +37,10 @@ DEFAULT_MODEL_DIR = Path(__file__).parent / "models" / "default"
 
 class ModelError(RuntimeError):
     """A model that cannot be found or loaded; the message says why and what to do."""
+
+
+class RenderCancelled(Exception):
+    """Raised between denoising steps when nobody wants the tiles any more."""
 
 
 @dataclass(frozen=True)
@@ -261,6 +265,7 @@ class Engine:
         mask: torch.Tensor | None = None,
         seed_image: Image.Image | None = None,
         output_type: str = "pt",
+        cancelled: Callable[[], bool] | None = None,
     ) -> torch.Tensor:
         """Spectrogram images ``(B, 3, H, W)`` in [0, 1] for requests sharing one group
         (or the final latents, with ``output_type="latent"``).
@@ -289,7 +294,9 @@ class Engine:
             )
         latents = scheduler.add_noise(init, noise, timesteps[:1].repeat(len(requests)))
 
-        def keep_masked(pipe, i, t, kwargs):
+        def each_step(pipe, i, t, kwargs):
+            if cancelled is not None and cancelled():
+                raise RenderCancelled  # a prompt changed: free the device for the new tile
             if mask is not None:
                 nxt = timesteps[i + 1 : i + 2]
                 kept = (
@@ -310,7 +317,7 @@ class Engine:
             negative_prompt_embeds=uncond,
             latents=latents / scheduler.init_noise_sigma,
             output_type=output_type,
-            callback_on_step_end=keep_masked if mask is not None else None,
+            callback_on_step_end=each_step if mask is not None or cancelled else None,
         ).images
 
     def _group(self, r: TileRequest) -> _Group:
@@ -337,8 +344,14 @@ class Engine:
         )
         return self.converter.audio_from_spectrogram(mel)
 
-    def render(self, requests: Sequence[TileRequest]) -> list[RenderedTile]:
-        """Render tiles, batching requests that can share a pipeline call. Blocking."""
+    def render(
+        self, requests: Sequence[TileRequest], cancelled: Callable[[], bool] | None = None
+    ) -> list[RenderedTile]:
+        """Render tiles, batching requests that can share a pipeline call. Blocking.
+
+        ``cancelled`` is polled between denoising steps; when it returns True the render stops
+        with :class:`RenderCancelled` instead of finishing tiles nobody will play.
+        """
         for r in requests:
             validate_prompt(r.start.prompt)
             validate_prompt(r.end.prompt)
@@ -349,7 +362,7 @@ class Engine:
         for indices in groups.values():
             t0 = time.perf_counter()
             batch = [requests[i] for i in indices]
-            images = self.decode(self.denoise(batch, output_type="latent"))
+            images = self.decode(self.denoise(batch, output_type="latent", cancelled=cancelled))
             audio = self.audio_from_images(images).cpu()
             pictures = (images.to(torch.float32) * 255).round().to(torch.uint8).movedim(1, -1).cpu()
             seconds = (time.perf_counter() - t0) / len(batch)
