@@ -2,6 +2,7 @@
 
     python benchmarks/bench_server.py                    # deterministic stand-in engine
     python benchmarks/bench_server.py --engine tiny      # tiny random-weight diffusers pipeline
+    python benchmarks/bench_server.py --engine default   # the shipped embedded model
     python benchmarks/bench_server.py --listeners 1 16 64 128 --seconds 20
 
 Clients run in this process (real websockets over loopback), so on a small machine the listener
@@ -41,19 +42,21 @@ def prompt_share(meta: dict[str, Any], prompt: str) -> float:
 
 
 async def start(engine: str, delay: float) -> tuple[JamServer, Any, int]:
-    if engine == "tiny":
+    if engine in ("tiny", "default"):
         from jam.blank import TINY_PARAMS, build_pipeline
         from jam.device_queue import DeviceQueue
         from jam.diffusion import ModelDefaults, load_engine
 
-        folder = build_pipeline(
-            Path(tempfile.mkdtemp()),
-            "tiny",
-            TINY_PARAMS,
-            ModelDefaults(tile_width=512, steps=8, strength=0.75, guidance=7.0),
-            seed=0,
-        )
-        eng = load_engine(str(folder), "cpu")
+        folder = None  # the shipped embedded model
+        if engine == "tiny":
+            folder = build_pipeline(
+                Path(tempfile.mkdtemp()),
+                "tiny",
+                TINY_PARAMS,
+                ModelDefaults(tile_width=512, steps=8, strength=0.75, guidance=7.0),
+                seed=0,
+            )
+        eng = load_engine(folder and str(folder), "cpu")
         queue = DeviceQueue(eng.render)
         d = eng.defaults
         server = await serve(
@@ -171,7 +174,9 @@ async def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--engine", choices=["standin", "standin44k", "tiny"], default="standin")
+    ap.add_argument(
+        "--engine", choices=["standin", "standin44k", "tiny", "default"], default="standin"
+    )
     ap.add_argument("--delay", type=float, default=0.0, help="stand-in render time per tile (s)")
     ap.add_argument("--trials", type=int, default=3)
     ap.add_argument("--listeners", type=int, nargs="*", default=[1, 16, 64])

@@ -196,6 +196,7 @@ class Session:
         self._recent_audio: deque[Outgoing] = deque()
         self._recent_images: deque[Outgoing] = deque(maxlen=3)
         self._last_health = 0.0
+        self._listening = asyncio.Event()  # set while anyone listens: the producer runs only then
         self._prompt_limit = protocol.RateLimit()
         self._setting_limit = protocol.RateLimit(count=20)
 
@@ -232,6 +233,7 @@ class Session:
         )
         self.listeners[listener.id] = listener
         self.empty_since = None
+        self._listening.set()
         listener.offer(Outgoing(self.welcome(listener, now)), now)
         playhead = self.playhead(now)
         for image in self._recent_images:
@@ -256,6 +258,7 @@ class Session:
         now = time.monotonic()
         if not self.listeners:
             self.empty_since = now
+            self._listening.clear()
         self._broadcast_listeners(now)
         log.info(
             "session %s: listener %d left (sent %d, dropped %d), %d listening",
@@ -333,9 +336,14 @@ class Session:
             async for item in self._stream:
                 if isinstance(item, TileImage):
                     self._publish_image(item)
-                else:
-                    await self._wait_until_due(item)
-                    self._publish_chunk(item)
+                    continue
+                if not self._listening.is_set():
+                    # nobody listens: stop pulling, so the producer stops rendering; whoever
+                    # joins next starts a fresh clock at the live edge, as at creation
+                    await self._listening.wait()
+                    self._t0 = None
+                await self._wait_until_due(item)
+                self._publish_chunk(item)
         finally:
             aclose = getattr(self._stream, "aclose", None)
             if aclose is not None:
