@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from jam.blank import SD_SCHEDULER
 from jam.dataset import DatasetError, TileSet, atomic_save, cached_tiles, read_items
 from jam.params import SpectrogramParams
 
@@ -35,9 +36,10 @@ log = logging.getLogger(__name__)
 
 # Stable Diffusion's noise schedule, so DDPM/PNDM/DPM-Solver configs all describe the same
 # process the UNet was trained on.
-BETAS = dict(
-    beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000
-)
+# Stable Diffusion's noise schedule, so SD-1.x schedulers (and fine-tuning from SD) all fit.
+BETAS = {
+    k: SD_SCHEDULER[k] for k in ("beta_start", "beta_end", "beta_schedule", "num_train_timesteps")
+}
 
 JAM_PARAMS = SpectrogramParams(
     sample_rate=22050,
