@@ -527,26 +527,31 @@ def plan(n_clips: int, seed: int, music21_fraction: float) -> list[tuple[str, st
     return items
 
 
+def clip_meta(clip: Clip) -> dict[str, Any]:
+    """A composed clip's parameters as its captions.jsonl record (captions are built from it)."""
+    return {
+        "style": clip.style,
+        "bpm": clip.bpm,
+        "key": clip.key,
+        "mode": clip.mode,
+        "instruments": clip.instruments,
+        "families": clip.families,
+        "roles": clip.roles,
+        "density": clip.density,
+        "bars": clip.bars,
+        "swing": clip.swing,
+        "swing_unit": clip.swing_unit,
+        "source": "composer",
+    }
+
+
 def make_clip(job: Job) -> dict:
     """Compose or excerpt, render, write the WAV; return its captions.jsonl record."""
     rng = random.Random(f"clip:{job.seed}:{job.index}")
     if job.kind == "composer":
         clip = compose(job.name, rng, min_seconds=job.seconds)
         events = clip.events
-        meta: dict[str, Any] = {
-            "style": clip.style,
-            "bpm": clip.bpm,
-            "key": clip.key,
-            "mode": clip.mode,
-            "instruments": clip.instruments,
-            "families": clip.families,
-            "roles": clip.roles,
-            "density": clip.density,
-            "bars": clip.bars,
-            "swing": clip.swing,
-            "swing_unit": clip.swing_unit,
-            "source": "composer",
-        }
+        meta = clip_meta(clip)
     else:
         events, meta = piece_clip(job.name, rng, job.seconds)
     audio = render_events(events, job.seconds, job.sample_rate, job.soundfont)

@@ -16,6 +16,7 @@ from jam.corpus import (
     HELDOUT_TEMPLATES,
     build_corpus,
     captions,
+    clip_meta,
     corpus_main,
     is_heldout_combo,
     piece_clip,
@@ -26,19 +27,6 @@ from jam.corpus import (
 )
 
 SR = 16000
-
-
-def _meta(clip) -> dict:
-    return {
-        "style": clip.style,
-        "bpm": clip.bpm,
-        "key": clip.key,
-        "mode": clip.mode,
-        "instruments": clip.instruments,
-        "families": clip.families,
-        "roles": clip.roles,
-        "density": clip.density,
-    }
 
 
 @pytest.fixture(scope="module")
@@ -152,7 +140,7 @@ def test_heldout_combos_and_wordings_never_reach_train() -> None:
     for i in range(600):
         rng = random.Random(i)
         clip = compose(sorted(STYLES)[i % len(STYLES)], rng, bars=1)
-        caps = captions(_meta(clip), rng)
+        caps = captions(clip_meta(clip), rng)
         combo = is_heldout_combo(clip.style, clip.families)
         held += combo
         for c in caps:
