@@ -412,6 +412,18 @@ HELDOUT_COMBOS = frozenset(
 )
 
 
+def caption_vocabulary() -> list[str]:
+    """Every word or phrase a caption can contain (to pack the text encoder with)."""
+    words = [*TRAIN_TEMPLATES, *HELDOUT_TEMPLATES, *NOUNS, *CLASSICAL_NOUNS, *KEYS, "major minor an"]
+    words += [
+        w for table in (STYLE_WORDS, STYLE_MOODS, MODE_MOODS) for ws in table.values() for w in ws
+    ]
+    words += [w for ws in (*TEMPO_WORDS, *DENSITY_WORDS.values()) for w in ws]
+    words += [p for fam in FAMILIES.values() for p in fam.phrases]
+    words += [s for i in (*PROGRAMS.values(), *KITS.values()) for s in i.synonyms]
+    return words + [str(n) for n in range(20, 300)]
+
+
 def is_heldout_combo(style: str, families: Iterable[str]) -> bool:
     """Whether a clip's style plays with an instrument family reserved for evaluation."""
     return any((style, f) in HELDOUT_COMBOS for f in families)

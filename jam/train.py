@@ -18,7 +18,6 @@ import json
 import logging
 import math
 import os
-import random
 import shutil
 import sys
 import time
@@ -97,6 +96,8 @@ class TrainConfig:
     tile_width: int = 512
     seed: int = 0
     train_vae: bool = True
+    decoder_only: bool = False
+    unet_minutes: float = 0.0  # > 0: set unet_steps from the measured speed to fit this budget
     unet_channels: tuple[int, ...] = (48, 96, 192)
 
 
@@ -216,11 +217,20 @@ def load_checkpoint(path: Path) -> dict | None:
 def train_vae(
     vae, tiles: TileSet, cfg: TrainConfig, device: torch.device, ckpt_path: Path, progress: bool
 ) -> list[float]:
-    """Reconstruction (L1) + a tiny KL term on random crops; returns the loss history."""
+    """Reconstruction (L1) + a tiny KL term on random crops; returns the loss history.
+
+    With ``cfg.decoder_only`` the encoder is frozen: latents stay exactly as they were, so a UNet
+    trained on them stays valid while a sharper decoder is trained (as SD's ft-MSE decoder was).
+    """
     from tqdm import tqdm
 
     vae.to(device).train()
-    opt = torch.optim.AdamW(vae.parameters(), lr=cfg.vae_lr, weight_decay=0.0)
+    params = list(vae.parameters())
+    if cfg.decoder_only:
+        vae.encoder.requires_grad_(False).eval()
+        vae.quant_conv.requires_grad_(False)
+        params = [*vae.decoder.parameters(), *vae.post_quant_conv.parameters()]
+    opt = torch.optim.AdamW(params, lr=cfg.vae_lr, weight_decay=0.0)
     state = load_checkpoint(ckpt_path)
     start, losses = 0, []
     if state is not None:
@@ -235,13 +245,14 @@ def train_vae(
         idx = torch.randint(0, len(tiles), (cfg.vae_batch,), generator=gen)
         x = to_model_range(random_crops(tiles.pixels[idx], crop, gen)).to(device)
         with autocast(device):
-            posterior = vae.encode(x).latent_dist
+            with torch.set_grad_enabled(not cfg.decoder_only):
+                posterior = vae.encode(x).latent_dist
             recon = vae.decode(posterior.sample(generator=None)).sample
         rec = F.l1_loss(recon.float(), x)
-        loss = rec + cfg.kl_weight * posterior.kl().mean()
+        loss = rec if cfg.decoder_only else rec + cfg.kl_weight * posterior.kl().mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         losses.append(rec.item())
         bar.set_postfix(l1=f"{sum(losses[-20:]) / len(losses[-20:]):.4f}")
@@ -298,23 +309,52 @@ def cached_conditioning(tiles: TileSet, text: TextSide, path: Path) -> Condition
     """:func:`conditioning`, reused when the captions are unchanged (a resume skips ~1 min)."""
     key = [list(i.captions) for i in tiles.items]
     stored = load_checkpoint(path)
-    if stored is not None and stored["key"] == key:
-        return stored["cond"]
+    if stored is not None and stored.get("key") == key and "embeddings" in stored:
+        return Conditioning(stored["embeddings"], stored["tile_captions"], stored["empty"])
     cond = conditioning(tiles, text)
-    atomic_save({"key": key, "cond": cond}, path)
+    # Plain tensors and lists, not the dataclass: a pickled class breaks when the module that
+    # wrote it ran as __main__.
+    atomic_save(
+        {
+            "key": key,
+            "embeddings": cond.embeddings,
+            "tile_captions": cond.tile_captions,
+            "empty": cond.empty,
+        },
+        path,
+    )
     return cond
 
 
-def batch_conditioning(
-    cond: Conditioning, idx: list[int], dropout: float, rng: random.Random
-) -> torch.Tensor:
-    rows = []
-    for i in idx:
-        if rng.random() < dropout:
-            rows.append(cond.empty)
-        else:
-            rows.append(cond.embeddings[rng.choice(cond.tile_captions[i])].float())
-    return torch.stack(rows)
+@dataclass
+class CaptionSampler:
+    """Draws one caption embedding per tile (or the empty prompt, for guidance) on the device:
+    no Python loop per sample, so large GPU batches are not held up by the host."""
+
+    embeddings: torch.Tensor  # (num_captions, L, D) on the device
+    choices: torch.Tensor  # (num_tiles, max_captions) caption indexes, padded by repetition
+    counts: torch.Tensor  # (num_tiles,)
+    empty: torch.Tensor  # (L, D)
+
+    @classmethod
+    def build(cls, cond: Conditioning, device: torch.device) -> CaptionSampler:
+        width = max(len(c) for c in cond.tile_captions)
+        choices = torch.tensor([c + c[:1] * (width - len(c)) for c in cond.tile_captions])
+        counts = torch.tensor([len(c) for c in cond.tile_captions])
+        dtype = torch.float32 if device.type == "cpu" else cond.embeddings.dtype
+        return cls(
+            cond.embeddings.to(device, dtype),
+            choices.to(device),
+            counts.to(device),
+            cond.empty.to(device, dtype),
+        )
+
+    def __call__(self, idx: torch.Tensor, dropout: float, gen: torch.Generator) -> torch.Tensor:
+        u = torch.rand((2, len(idx)), generator=gen, device=gen.device)
+        pick = (u[0] * self.counts[idx]).long()
+        rows = self.embeddings[self.choices[idx, pick]]
+        drop = (u[1] < dropout)[:, None, None]
+        return torch.where(drop, self.empty, rows)
 
 
 def train_unet(
@@ -351,48 +391,74 @@ def train_unet(
         ema.load_state_dict(state["ema"])
         start, losses = state["step"], state["losses"]
     ema.to(device)
-    rng = random.Random(cfg.seed * 1000003 + start)
-    gen = torch.Generator().manual_seed(cfg.seed * 7919 + start)
+    # Everything a step reads lives on the device, drawn by a generator seeded by the step.
+    gen = torch.Generator(device=device).manual_seed(cfg.seed * 7919 + start)
+    latents = latents.to(device)
+    captions = CaptionSampler.build(cond, device)
     n = len(latents)
-    bar = tqdm(range(start, cfg.unet_steps), desc="unet", disable=not progress)
+    bar = tqdm(total=cfg.unet_steps, initial=start, desc="unet", disable=not progress)
     t0 = time.perf_counter()
-    for step in bar:
+    probe = (start + 10, start + 40)  # steps timed to size a --minutes budget (after warm-up)
+    step, pending = start, []
+    while step < cfg.unet_steps:
+        if cfg.unet_minutes > 0 and step in probe:
+            if step == probe[0]:
+                t_probe = time.perf_counter()
+            else:
+                per_step = (time.perf_counter() - t_probe) / (probe[1] - probe[0])
+                left = cfg.unet_minutes * 60 - (time.perf_counter() - t0)
+                cfg.unet_steps = max(step + 1, step + int(left / per_step))
+                bar.total = cfg.unet_steps
+                log.info(
+                    "%.1f ms/step: %d steps fit in %.1f min",
+                    per_step * 1e3,
+                    cfg.unet_steps,
+                    cfg.unet_minutes,
+                )
         set_lr(opt, lr_at(step, cfg.unet_steps, cfg.unet_lr, cfg.warmup))
-        idx = torch.randint(0, n, (cfg.batch,), generator=gen)
+        idx = torch.randint(0, n, (cfg.batch,), generator=gen, device=device)
         mean, std = latents[idx, 0], latents[idx, 1]
-        z = (mean + std * torch.randn(mean.shape, generator=gen)) * scaling
-        noise = torch.randn(z.shape, generator=gen)
-        t = torch.randint(0, noise_sched.config.num_train_timesteps, (len(idx),), generator=gen)
+        z = (mean + std * torch.randn(mean.shape, generator=gen, device=device)) * scaling
+        noise = torch.randn(z.shape, generator=gen, device=device)
+        t = torch.randint(
+            0, noise_sched.config.num_train_timesteps, (len(idx),), generator=gen, device=device
+        )
         noisy = noise_sched.add_noise(z, noise, t)
-        text = batch_conditioning(cond, idx.tolist(), cfg.caption_dropout, rng)
+        text = captions(idx, cfg.caption_dropout, gen)
         with autocast(device):
-            pred = unet(noisy.to(device), t.to(device), text.to(device)).sample
-        loss = F.mse_loss(pred.float(), noise.to(device))
+            pred = unet(noisy, t, text).sample
+        loss = F.mse_loss(pred.float(), noise)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
         opt.step()
         ema.step(unet.parameters())
-        losses.append(loss.item())
-        recent = losses[-50:]
-        rate = (step + 1 - start) * cfg.batch / (time.perf_counter() - t0)
-        bar.set_postfix(loss=f"{sum(recent) / len(recent):.4f}", samples_s=f"{rate:.1f}")
-        done = step + 1
-        if done % cfg.checkpoint_every == 0 or done == cfg.unet_steps:
+        pending.append(loss.detach())
+        step += 1
+        bar.update()
+        checkpoint = step % cfg.checkpoint_every == 0 or step == cfg.unet_steps
+        if step % 10 == 0 or checkpoint:  # reading a loss syncs with a GPU: not every step
+            losses += torch.stack(pending).tolist()
+            pending.clear()
+            recent = losses[-50:]
+            rate = (step - start) * cfg.batch / (time.perf_counter() - t0)
+            bar.set_postfix(loss=f"{sum(recent) / len(recent):.4f}", samples_s=f"{rate:.1f}")
+        if checkpoint:
             atomic_save(
                 {
                     "model": unet.state_dict(),
                     "opt": opt.state_dict(),
                     "ema": ema.state_dict(),
-                    "step": done,
+                    "step": step,
                     "losses": losses,
                 },
                 ckpt_path,
             )
             if on_checkpoint is not None and (
-                done % cfg.sample_every == 0 or done == cfg.unet_steps
+                step % cfg.sample_every == 0 or step == cfg.unet_steps
             ):
-                on_checkpoint(done, ema_model(ema, unet))
+                on_checkpoint(step, ema_model(ema, unet))
+    bar.close()
     return ema_model(ema, unet), losses
 
 
@@ -445,6 +511,8 @@ def export_pipeline(
         textenc.write_reference(tmp, text.tokenizer.model_max_length)
     else:
         pipe.save_pretrained(tmp, safe_serialization=True)
+    for weights in tmp.glob("*/diffusion_pytorch_model.safetensors"):
+        halve(weights)
     params.save(tmp)
     ModelDefaults(tile_width, defaults.steps, defaults.strength, defaults.guidance).save(tmp)
     if out.exists():
@@ -458,12 +526,61 @@ def export_pipeline(
     return out
 
 
-def render_samples(model_dir: Path, out_dir: Path, tag: str, prompts=SAMPLE_PROMPTS) -> None:
+def halve(weights: Path) -> None:
+    """Store float32 weights as float16: half the folder, and the engine loads them in its own
+    dtype anyway (float32 on a CPU, where the model is computed at full precision)."""
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(str(weights))
+    save_file(
+        {k: v.half() if v.dtype == torch.float32 else v for k, v in state.items()},
+        str(weights),
+        metadata={"format": "pt"},
+    )
+
+
+def plot_losses(curves: dict[str, list[float]], path: Path, size=(900, 300)) -> None:
+    """A small log-scale loss chart (one panel per curve), drawn with Pillow."""
+    from PIL import Image, ImageDraw
+
+    curves = {k: v for k, v in curves.items() if v}
+    w, h = size
+    img = Image.new("RGB", (w, h * max(len(curves), 1)), "white")
+    draw = ImageDraw.Draw(img)
+    for row, (name, values) in enumerate(curves.items()):
+        window = max(1, len(values) // 200)
+        smooth = [
+            sum(values[i : i + window]) / len(values[i : i + window])
+            for i in range(0, len(values), window)
+        ]
+        logs = [math.log10(max(v, 1e-8)) for v in smooth]
+        lo, hi = min(logs), max(logs)
+        top, pad = row * h, 30
+        points = [
+            (
+                pad + (w - 2 * pad) * i / max(len(logs) - 1, 1),
+                top + pad + (h - 2 * pad) * (hi - v) / max(hi - lo, 1e-9),
+            )
+            for i, v in enumerate(logs)
+        ]
+        draw.rectangle([pad, top + pad, w - pad, top + h - pad], outline="grey")
+        draw.line(points, fill="navy", width=2)
+        draw.text(
+            (pad, top + 8),
+            f"{name}: {smooth[0]:.4f} -> {smooth[-1]:.4f} over {len(values)} steps (log scale)",
+            fill="black",
+        )
+    img.save(path)
+
+
+def render_samples(
+    model_dir: Path, out_dir: Path, tag: str, prompts=SAMPLE_PROMPTS, device: str = "cpu"
+) -> None:
     """Spectrogram PNGs and WAVs of a few prompts, through the real engine."""
     from jam.audio_io import write_wav
     from jam.diffusion import load_engine
 
-    engine = load_engine(model_dir, "cpu")
+    engine = load_engine(model_dir, device)
     out_dir.mkdir(parents=True, exist_ok=True)
     tiles = engine.render([engine.request(p, seed=i) for i, p in enumerate(prompts)])
     for p, tile in zip(prompts, tiles, strict=True):
@@ -501,6 +618,10 @@ def train(
     """Train and export; returns a summary (losses, timings). Work files live in ``out/../``."""
     dev = torch.device(device)
     torch.manual_seed(cfg.seed)
+    if dev.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
     work = out.with_name(out.name + ".work")
     if work.exists() and not resume:
         shutil.rmtree(work)
@@ -529,7 +650,7 @@ def train(
     if stored is None:
         latents = encode_latents(vae, tiles, dev)
         scaling = 1.0 / float(latents[:, 0].std())
-        if init is not None and not cfg.train_vae:
+        if init is not None and (not cfg.train_vae or cfg.decoder_only):
             scaling = float(vae.config.scaling_factor)
         atomic_save({"latents": latents, "scaling": scaling}, latents_path)
     else:
@@ -551,7 +672,7 @@ def train(
         vae.to(dev)
         if samples:
             try:
-                render_samples(out, work / "samples", f"step{step:06d}")
+                render_samples(out, work / "samples", f"step{step:06d}", device=device)
             except Exception as e:  # a failed preview must not end a long run
                 log.warning("sample render at step %d failed: %s", step, e)
 
@@ -571,6 +692,10 @@ def train(
         total_minutes=(time.perf_counter() - t_start) / 60,
     )
     (work / "summary.json").write_text(json.dumps(summary, indent=2))
+    vae_state = load_checkpoint(work / "vae.ckpt") or {}
+    curves = {"autoencoder L1": vae_state.get("losses", []), "UNet epsilon MSE": losses}
+    plot_losses(curves, work / "loss.png")
+    (work / "losses.json").write_text(json.dumps(curves))
     return summary
 
 
@@ -608,7 +733,20 @@ def train_main(argv: list[str] | None = None) -> int:
         type=int,
         help=f"autoencoder steps (default {TrainConfig.vae_steps}; 0 with --init)",
     )
+    p.add_argument(
+        "--decoder-only",
+        action="store_true",
+        help="with --init: train only the autoencoder's decoder (latents and UNet stay valid)",
+    )
+    p.add_argument("--vae-lr", type=float, default=TrainConfig.vae_lr)
     p.add_argument("--batch", type=int, default=TrainConfig.batch)
+    p.add_argument("--vae-batch", type=int, default=TrainConfig.vae_batch)
+    p.add_argument(
+        "--minutes",
+        type=float,
+        default=0.0,
+        help="UNet phase time budget: --steps becomes what fits, measured after 40 steps",
+    )
     p.add_argument("--lr", type=float, default=TrainConfig.unet_lr)
     p.add_argument("--checkpoint-every", type=int, default=TrainConfig.checkpoint_every)
     p.add_argument("--sample-every", type=int, default=TrainConfig.sample_every)
@@ -628,11 +766,18 @@ def train_main(argv: list[str] | None = None) -> int:
         if args.vae_steps is not None
         else (0 if args.init else TrainConfig.vae_steps),
         batch=args.batch,
+        vae_batch=args.vae_batch,
+        unet_minutes=args.minutes,
         unet_lr=args.lr,
         checkpoint_every=args.checkpoint_every,
         sample_every=args.sample_every,
         train_vae=args.init is None or bool(args.vae_steps),
+        decoder_only=args.decoder_only,
+        vae_lr=args.vae_lr,
     )
+    if args.decoder_only and (args.init is None or not args.vae_steps):
+        print("jam train: --decoder-only needs --init and --vae-steps", file=sys.stderr)
+        return 2
     try:
         summary = train(
             args.data,

@@ -128,6 +128,45 @@ def test_resume_continues_from_the_checkpoint_step(corpus, tmp_path):
     assert vae["step"] == 4  # the finished autoencoder phase is not redone
 
 
+def test_decoder_only_fine_tuning_keeps_the_encoder_and_unet_and_trains_the_decoder(
+    trained, corpus, tmp_path
+):
+    from safetensors.torch import load_file
+
+    init, _ = trained
+    out = tmp_path / "sharper"
+    cfg = replace(TINY, vae_steps=6, unet_steps=0, decoder_only=True)
+    train(corpus, out, cfg, TINY_PARAMS, FAST, init=init, progress=False, samples=False)
+    before, after = (load_file(str(m / "vae" / "diffusion_pytorch_model.safetensors")) for m in
+                     (init, out))  # fmt: skip
+    encoder = [k for k in before if k.startswith(("encoder.", "quant_conv."))]
+    decoder = [k for k in before if k.startswith(("decoder.", "post_quant_conv."))]
+    assert all(torch.equal(before[k], after[k]) for k in encoder)
+    assert any(not torch.equal(before[k], after[k]) for k in decoder)
+    unet = [load_file(str(m / "unet" / "diffusion_pytorch_model.safetensors")) for m in (init, out)]
+    assert all(torch.equal(unet[0][k], unet[1][k]) for k in unet[0])
+    assert load_engine(out, "cpu").pipe.vae.config.scaling_factor == pytest.approx(
+        load_engine(init, "cpu").pipe.vae.config.scaling_factor
+    )
+
+
+def test_weights_are_stored_in_float16_and_load_as_float32(trained):
+    from safetensors.torch import load_file
+
+    stored = load_file(str(trained[0] / "unet" / "diffusion_pytorch_model.safetensors"))
+    assert {v.dtype for v in stored.values()} == {torch.float16}
+    assert next(load_engine(trained[0], "cpu").pipe.unet.parameters()).dtype == torch.float32
+
+
+def test_a_time_budget_sets_the_unet_steps_from_the_measured_speed(corpus, tmp_path):
+    cfg = replace(TINY, vae_steps=2, unet_steps=100_000, unet_minutes=0.01, checkpoint_every=50)
+    summary = train(corpus, tmp_path / "m", cfg, TINY_PARAMS, FAST, progress=False, samples=False)
+    assert 41 <= summary["unet_steps"] < 1000  # 0.6 s of budget is spent by the 40 probe steps
+    assert (tmp_path / "m.work" / "loss.png").is_file()
+    curves = json.loads((tmp_path / "m.work" / "losses.json").read_text())
+    assert len(curves["UNet epsilon MSE"]) == summary["unet_steps"]
+
+
 def test_captions_come_from_a_csv_sidecar(tmp_path):
     write_corpus(tmp_path, {"x.wav": 300.0, "y.wav": 600.0})
     (tmp_path / "captions.csv").write_text(
