@@ -414,7 +414,8 @@ HELDOUT_COMBOS = frozenset(
 
 def caption_vocabulary() -> list[str]:
     """Every word or phrase a caption can contain (to pack the text encoder with)."""
-    words = [*TRAIN_TEMPLATES, *HELDOUT_TEMPLATES, *NOUNS, *CLASSICAL_NOUNS, *KEYS, "major minor an"]
+    words = [*TRAIN_TEMPLATES, *HELDOUT_TEMPLATES, *NOUNS, *CLASSICAL_NOUNS, *KEYS]
+    words.append("major minor an")  # modes, and the article tidy() writes
     words += [
         w for table in (STYLE_WORDS, STYLE_MOODS, MODE_MOODS) for ws in table.values() for w in ws
     ]

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Build gpu/ here: everything scripts/gpu_train.sh needs on the GPU machine that the machine
+# lacks (issue 6). It has torch/torchaudio 2.11, transformers, safetensors, numpy, pillow and
+# tqdm, but no diffusers, pydub or tinysoundfont, no SoundFont, no MiniLM weights, no network.
+#
+#   gpu/wheels/   diffusers, pydub, tinysoundfont (CPython 3.12, x86-64), at the versions
+#                 installed here, so the GPU runs what was tested
+#   gpu/TimGM6mb.sf2   a 6 MB General MIDI SoundFont (Debian's timgm6mb-soundfont, GPL-2; not
+#                 committed). FluidR3_GM (148 MB) cannot travel: the corpus rendered there
+#                 sounds somewhat different from the one rendered here
+#   gpu/minilm/   MiniLM packed to the caption vocabulary (jam.textenc.write_pack, ~24 MB)
+#
+# What travels is the working tree + gpu/, at most 64 MiB in all; this prints the total.
+# gpu/ must stay git-ignored.   Usage: bash scripts/gpu_bundle.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+mkdir -p gpu/wheels
+version() { "$PY" -c "import importlib.metadata as m; print(m.version('$1'))"; }
+specs=()
+for name in diffusers pydub tinysoundfont; do specs+=("$name==$(version "$name")"); done
+rm -f gpu/wheels/*.whl
+"$PY" -m pip download -q --no-deps --only-binary=:all: \
+    --python-version 3.12 --implementation cp \
+    --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+    --platform manylinux2014_x86_64 --platform manylinux1_x86_64 \
+    -d gpu/wheels "${specs[@]}"
+
+if [ ! -f gpu/TimGM6mb.sf2 ]; then
+    tmp=$(mktemp -d)
+    (cd "$tmp" && apt-get download timgm6mb-soundfont >/dev/null && dpkg -x ./*.deb x)
+    cp "$tmp"/x/usr/share/sounds/sf2/TimGM6mb.sf2 gpu/
+    rm -rf "$tmp"
+fi
+
+"$PY" - <<'PY'
+from jam import textenc
+from jam.corpus import caption_vocabulary
+print("minilm pack:", textenc.write_pack("gpu/minilm", caption_vocabulary()))
+PY
+
+tree=$(git ls-files -z --cached --others --exclude-standard | du -cb --files0-from=- | tail -1 | cut -f1)
+carried=$(du -sb gpu | cut -f1)
+echo "travels: tree $((tree / 1048576)) MiB + gpu/ $((carried / 1048576)) MiB" \
+     "= $(((tree + carried) / 1048576)) MiB (limit 64)"
