@@ -13,17 +13,18 @@
 #
 # Versions are the ones installed here, so the device runs what was tested. Wheels are for
 # CPython 3.12 on x86-64 (the device's python3). About 22 MB; the directory must be git-ignored.
-#   scripts/fetch_wheels.sh [DIR]        (default: wheels/)
+#   scripts/fetch_wheels.sh [DIR [NAME...]]   (default: wheels/, the packages above)
+# scripts/gpu_bundle.sh uses it with its own list.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dest=${1:-wheels}
 PY=${PYTHON:-python3}
 version() { "$PY" -c "import importlib.metadata as m; print(m.version('$1'))"; }
 
-need=(diffusers pydub open_clip_torch)
-fallback=(transformers huggingface_hub tokenizers)
+names=(diffusers pydub open_clip_torch transformers huggingface_hub tokenizers)
+[ $# -gt 1 ] && names=("${@:2}")
 specs=()
-for name in "${need[@]}" "${fallback[@]}"; do
+for name in "${names[@]}"; do
     specs+=("$name==$(version "$name")")
 done
 

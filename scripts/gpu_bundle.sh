@@ -15,16 +15,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
-mkdir -p gpu/wheels
-version() { "$PY" -c "import importlib.metadata as m; print(m.version('$1'))"; }
-specs=()
-for name in diffusers pydub tinysoundfont; do specs+=("$name==$(version "$name")"); done
-rm -f gpu/wheels/*.whl
-"$PY" -m pip download -q --no-deps --only-binary=:all: \
-    --python-version 3.12 --implementation cp \
-    --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
-    --platform manylinux2014_x86_64 --platform manylinux1_x86_64 \
-    -d gpu/wheels "${specs[@]}"
+rm -rf gpu/wheels
+bash scripts/fetch_wheels.sh gpu/wheels diffusers pydub tinysoundfont
 
 if [ ! -f gpu/TimGM6mb.sf2 ]; then
     tmp=$(mktemp -d)
