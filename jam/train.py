@@ -97,6 +97,7 @@ class TrainConfig:
     seed: int = 0
     train_vae: bool = True
     decoder_only: bool = False
+    sharpness: float = 0.0  # weight of an L1 loss on mel- and time-differences (harmonic lines)
     unet_minutes: float = 0.0  # > 0: set unet_steps from the measured speed to fit this budget
     unet_channels: tuple[int, ...] = (48, 96, 192)
 
@@ -106,7 +107,7 @@ class Defaults:
     """Render defaults written to jam.json (see jam.diffusion.ModelDefaults)."""
 
     steps: int = 15
-    strength: float = 0.9
+    strength: float = 0.95
     guidance: float = 7.0
 
 
@@ -127,6 +128,12 @@ def random_crops(pixels: torch.Tensor, size: int, gen: torch.Generator) -> torch
     w = pixels.shape[-1]
     starts = torch.randint(0, w - size + 1, (pixels.shape[0],), generator=gen).tolist()
     return torch.stack([p[:, s : s + size] for p, s in zip(pixels, starts, strict=True)])
+
+
+def difference_l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """L1 between neighbour differences along mel rows and time frames: plain L1 is satisfied by
+    a blur, this term is not (a gradient-difference loss, as in video prediction)."""
+    return F.l1_loss(a.diff(dim=-2), b.diff(dim=-2)) + F.l1_loss(a.diff(dim=-1), b.diff(dim=-1))
 
 
 def lr_at(step: int, total: int, peak: float, warmup: int) -> float:
@@ -250,6 +257,8 @@ def train_vae(
             recon = vae.decode(posterior.sample(generator=None)).sample
         rec = F.l1_loss(recon.float(), x)
         loss = rec if cfg.decoder_only else rec + cfg.kl_weight * posterior.kl().mean()
+        if cfg.sharpness:
+            loss = loss + cfg.sharpness * difference_l1(recon.float(), x)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -513,6 +522,12 @@ def export_pipeline(
         pipe.save_pretrained(tmp, safe_serialization=True)
     for weights in tmp.glob("*/diffusion_pytorch_model.safetensors"):
         halve(weights)
+    for config in tmp.glob(
+        "*/config.json"
+    ):  # no local paths (of an --init model) in a shipped folder
+        data = json.loads(config.read_text())
+        if data.pop("_name_or_path", None) is not None:
+            config.write_text(json.dumps(data, indent=2) + "\n")
     params.save(tmp)
     ModelDefaults(tile_width, defaults.steps, defaults.strength, defaults.guidance).save(tmp)
     if out.exists():
@@ -739,6 +754,12 @@ def train_main(argv: list[str] | None = None) -> int:
         help="with --init: train only the autoencoder's decoder (latents and UNet stay valid)",
     )
     p.add_argument("--vae-lr", type=float, default=TrainConfig.vae_lr)
+    p.add_argument(
+        "--sharpness",
+        type=float,
+        default=TrainConfig.sharpness,
+        help="autoencoder: weight of an L1 loss on mel/time differences (keeps harmonics sharp)",
+    )
     p.add_argument("--batch", type=int, default=TrainConfig.batch)
     p.add_argument("--vae-batch", type=int, default=TrainConfig.vae_batch)
     p.add_argument(
@@ -773,6 +794,7 @@ def train_main(argv: list[str] | None = None) -> int:
         sample_every=args.sample_every,
         train_vae=args.init is None or bool(args.vae_steps),
         decoder_only=args.decoder_only,
+        sharpness=args.sharpness,
         vae_lr=args.vae_lr,
     )
     if args.decoder_only and (args.init is None or not args.vae_steps):

@@ -52,7 +52,7 @@ python3 -m jam.cli corpus "$WORK/corpus" --clips "$CLIPS" --seconds 5.2 --worker
 
 stamp "train on $DEVICE"
 python3 -m jam.cli train "$WORK/corpus" -o "$WORK/model" --device "$DEVICE" \
-    --vae-steps "$VAE_STEPS" --vae-batch "$VAE_BATCH" --batch "$BATCH" --lr "$LR" \
+    --vae-steps "$VAE_STEPS" --vae-batch "$VAE_BATCH" --sharpness 1.0 --batch "$BATCH" --lr "$LR" \
     --steps "$STEPS" --minutes "$MINUTES" --checkpoint-every 2000 --sample-every 1000000 \
     2>&1 | tr '\r' '\n' | grep -v "it/s\]$\|s/it\]$" | tee -a "$log"
 rc=${PIPESTATUS[0]}

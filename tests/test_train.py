@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from jam.audio_io import write_wav
 from jam.blank import TINY_PARAMS
@@ -145,6 +146,7 @@ def test_decoder_only_fine_tuning_keeps_the_encoder_and_unet_and_trains_the_deco
     assert any(not torch.equal(before[k], after[k]) for k in decoder)
     unet = [load_file(str(m / "unet" / "diffusion_pytorch_model.safetensors")) for m in (init, out)]
     assert all(torch.equal(unet[0][k], unet[1][k]) for k in unet[0])
+    assert "_name_or_path" not in json.loads((out / "vae" / "config.json").read_text())
     assert load_engine(out, "cpu").pipe.vae.config.scaling_factor == pytest.approx(
         load_engine(init, "cpu").pipe.vae.config.scaling_factor
     )
@@ -165,6 +167,15 @@ def test_a_time_budget_sets_the_unet_steps_from_the_measured_speed(corpus, tmp_p
     assert (tmp_path / "m.work" / "loss.png").is_file()
     curves = json.loads((tmp_path / "m.work" / "losses.json").read_text())
     assert len(curves["UNet epsilon MSE"]) == summary["unet_steps"]
+
+
+def test_sharpness_loss_ignores_a_level_offset_and_penalises_blur():
+    from jam.train import difference_l1
+
+    x = torch.rand(2, 3, 32, 48, generator=torch.Generator().manual_seed(0))
+    blur = F.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=False)
+    assert difference_l1(x + 0.3, x) < 1e-6  # a brighter copy has the same lines
+    assert difference_l1(blur, x) > 2 * F.l1_loss(blur, x)  # a blur loses them
 
 
 def test_captions_come_from_a_csv_sidecar(tmp_path):
