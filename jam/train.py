@@ -33,8 +33,6 @@ from jam.params import SpectrogramParams
 
 log = logging.getLogger(__name__)
 
-# Stable Diffusion's noise schedule, so DDPM/PNDM/DPM-Solver configs all describe the same
-# process the UNet was trained on.
 # Stable Diffusion's noise schedule, so SD-1.x schedulers (and fine-tuning from SD) all fit.
 BETAS = {
     k: SD_SCHEDULER[k] for k in ("beta_start", "beta_end", "beta_schedule", "num_train_timesteps")
@@ -340,19 +338,20 @@ class CaptionSampler:
     """Draws one caption embedding per tile (or the empty prompt, for guidance) on the device:
     no Python loop per sample, so large GPU batches are not held up by the host."""
 
-    embeddings: torch.Tensor  # (num_captions, L, D) on the device
+    embeddings: torch.Tensor  # (num_captions, L, D) on the device, kept in float16
     choices: torch.Tensor  # (num_tiles, max_captions) caption indexes, padded by repetition
     counts: torch.Tensor  # (num_tiles,)
-    empty: torch.Tensor  # (L, D)
+    empty: torch.Tensor  # (L, D), in the dtype the UNet is fed
 
     @classmethod
     def build(cls, cond: Conditioning, device: torch.device) -> CaptionSampler:
         width = max(len(c) for c in cond.tile_captions)
         choices = torch.tensor([c + c[:1] * (width - len(c)) for c in cond.tile_captions])
         counts = torch.tensor([len(c) for c in cond.tile_captions])
+        # float32 on a CPU (no autocast there); the table itself stays float16 (half the memory)
         dtype = torch.float32 if device.type == "cpu" else cond.embeddings.dtype
         return cls(
-            cond.embeddings.to(device, dtype),
+            cond.embeddings.to(device),
             choices.to(device),
             counts.to(device),
             cond.empty.to(device, dtype),
@@ -361,7 +360,7 @@ class CaptionSampler:
     def __call__(self, idx: torch.Tensor, dropout: float, gen: torch.Generator) -> torch.Tensor:
         u = torch.rand((2, len(idx)), generator=gen, device=gen.device)
         pick = (u[0] * self.counts[idx]).long()
-        rows = self.embeddings[self.choices[idx, pick]]
+        rows = self.embeddings[self.choices[idx, pick]].to(self.empty.dtype)
         drop = (u[1] < dropout)[:, None, None]
         return torch.where(drop, self.empty, rows)
 
