@@ -15,8 +15,9 @@ import time
 
 import torch
 
-from jam.blank import TINY_PARAMS, build_pipeline
-from jam.diffusion import ModelDefaults, load_engine
+from jam.model.blank import TINY_PARAMS, build_pipeline
+from jam.model.engine import load_engine
+from jam.model.folder import ModelDefaults
 
 
 def main() -> None:

@@ -1,9 +1,9 @@
 """Per-stage time of one tile through jam's engine, and the inversion against torchaudio's stock.
 
 Stages: text encoding, denoising loop, VAE decode, mel -> linear (cached pseudo-inverse),
-Griffin-Lim. The real-time factor is compute time / tile duration (< 1 keeps up). The stock
-comparison runs torchaudio's ``InverseMelScale`` (a least-squares solve per call) followed by
-``GriffinLim`` on the same spectrogram in the same run.
+Griffin-Lim. Speed is jam's one real-time factor: tile duration / compute time (> 1 keeps up).
+The stock comparison runs torchaudio's ``InverseMelScale`` (a least-squares solve per call),
+then ``GriffinLim``, on the same spectrogram in the same run.
 
     python benchmarks/bench_engine.py                       # tiny random UNet, Riffusion params
     python benchmarks/bench_engine.py --model PATH_OR_ID    # any SD-1.x spectrogram checkpoint
@@ -21,9 +21,10 @@ from collections.abc import Callable
 import torch
 import torchaudio
 
-from jam.blank import build_pipeline
-from jam.diffusion import ModelDefaults, load_engine
-from jam.params import SpectrogramParams
+from jam.model.blank import build_pipeline
+from jam.model.engine import load_engine
+from jam.model.folder import ModelDefaults
+from jam.sound.params import SpectrogramParams
 
 
 def timed(fn: Callable[[], object], device: torch.device, repeats: int) -> tuple[float, object]:
@@ -83,7 +84,7 @@ def main() -> None:
     )
     evals = len(engine.pipe.scheduler.timesteps)
     stages["VAE decode"], images = timed(lambda: engine.decode(latents), dev, args.repeats)
-    from jam.spectrogram import DEFAULT_MAX_VALUE, spectrogram_from_pixels
+    from jam.sound.spectrogram import DEFAULT_MAX_VALUE, spectrogram_from_pixels
 
     mel = spectrogram_from_pixels(
         images.float().movedim(1, -1) * 255, p.power_for_image, DEFAULT_MAX_VALUE
@@ -98,8 +99,8 @@ def main() -> None:
     for name, seconds in stages.items():
         print(f"  {name:22s} {seconds * 1000:9.1f} ms")
     print(
-        f"  {'total':22s} {total * 1000:9.1f} ms   real-time factor {total / tile_seconds:.3f} "
-        f"({tile_seconds / total:.2f}x real time)"
+        f"  {'total':22s} {total * 1000:9.1f} ms   speed {tile_seconds / total:.2f}x real time "
+        f"(audio seconds per compute second; > 1 keeps up)"
     )
 
     ours = stages["mel -> linear (pinv)"] + stages["Griffin-Lim"]

@@ -3,7 +3,7 @@ buys, and how many real-time sessions one GPU carries with batching.
 
 Everything runs through jam's own engine (``load_engine`` -> ``Engine.denoise/decode/
 audio_from_images/render``) on an SD-1.5-architecture pipeline with random weights built by
-``jam.blank`` (speed does not depend on weight values), so no download is needed. Riffusion's
+``jam.model.blank`` (speed does not depend on weight values), so no download is needed. Riffusion's
 default workload per tile: 512x512, 50 PNDM steps at strength 0.75 (38 guided UNet evaluations,
 batch 2), full VAE decode, mel pseudo-inverse, 32 Griffin-Lim iterations, float audio out.
 
@@ -44,10 +44,11 @@ from typing import Any
 
 import torch
 
-from jam.blank import TINY_PARAMS, build_pipeline
-from jam.diffusion import Engine, ModelDefaults, load_engine
-from jam.params import SpectrogramParams
-from jam.spectrogram import DEFAULT_MAX_VALUE, INT16_SCALE, spectrogram_from_pixels
+from jam.model.blank import TINY_PARAMS, build_pipeline
+from jam.model.engine import Engine, load_engine
+from jam.model.folder import ModelDefaults
+from jam.sound.params import SpectrogramParams
+from jam.sound.spectrogram import DEFAULT_MAX_VALUE, INT16_SCALE, spectrogram_from_pixels
 
 HEADROOM = 1.3  # sessions are counted at real time with 30% spare
 ISSUE_UNET_TFLOP = 1.6  # per guided step (CFG batch 2) at a 64x64 latent, from the issue

@@ -27,8 +27,10 @@ from websockets.asyncio.client import connect
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from jam import protocol
-from jam.server import JamServer, serve
+from jam.app import App
+from jam.serve import protocol
+from jam.serve.server import JamServer
+from jam.serve.settings import ServerSettings
 
 JITTER = 0.3
 
@@ -41,43 +43,25 @@ def prompt_share(meta: dict[str, Any], prompt: str) -> float:
     )
 
 
-async def start(engine: str, delay: float) -> tuple[JamServer, Any, int]:
-    if engine in ("tiny", "default"):
-        from jam.blank import TINY_PARAMS, build_pipeline
-        from jam.device_queue import DeviceQueue
-        from jam.diffusion import ModelDefaults, load_engine
+def build(engine: str, delay: float) -> App:
+    """The app the benchmark serves, built by the composition root as ``jam serve`` builds it."""
+    if engine == "default":
+        return App.load(None, "cpu")  # the shipped embedded model
+    if engine == "tiny":
+        from jam.model.blank import TINY_PARAMS, build_pipeline
+        from jam.model.folder import ModelDefaults
 
-        folder = None  # the shipped embedded model
-        if engine == "tiny":
-            folder = build_pipeline(
-                Path(tempfile.mkdtemp()),
-                "tiny",
-                TINY_PARAMS,
-                ModelDefaults(tile_width=512, steps=8, strength=0.75, guidance=7.0),
-                seed=0,
-            )
-        eng = load_engine(folder and str(folder), "cpu")
-        queue = DeviceQueue(eng.render)
-        d = eng.defaults
-        server = await serve(
-            "127.0.0.1",
-            0,
-            queue,
-            eng.seeds,
-            eng.params,
-            d.tile_width,
-            session_defaults={"steps": d.steps, "strength": d.strength, "guidance": d.guidance},
-        )
-        return server, queue, eng.params.sample_rate
-    from jam.blank import TINY_PARAMS
-    from jam.params import SpectrogramParams
-    from jam.seeds import SeedLibrary
-    from tests.standin import StandinRenderer
+        defaults = ModelDefaults(tile_width=512, steps=8, strength=0.75, guidance=7.0)
+        folder = build_pipeline(Path(tempfile.mkdtemp()), "tiny", TINY_PARAMS, defaults, seed=0)
+        return App.load(folder, "cpu")
+    from jam.model.blank import TINY_PARAMS
+    from jam.seeds.library import SeedLibrary
+    from jam.sound.params import SpectrogramParams
+    from tests.standin import StandinRenderer, standin_app
 
     params = SpectrogramParams() if engine == "standin44k" else TINY_PARAMS
     seeds = SeedLibrary(params, width=512)
-    server = await serve("127.0.0.1", 0, StandinRenderer(seeds, delay), seeds, params, 512)
-    return server, None, params.sample_rate
+    return standin_app(seeds, StandinRenderer(seeds, delay))
 
 
 async def first_audio_and_prompt_latency(server: JamServer, trials: int) -> dict[str, Any]:
@@ -183,10 +167,13 @@ async def main() -> None:
     ap.add_argument("--seconds", type=float, default=15.0)
     args = ap.parse_args()
 
-    server, queue, rate = await start(args.engine, args.delay)
+    app = build(args.engine, args.delay)
+    settings = ServerSettings(port=0)
+    server = await app.serve(settings)
+    rate = app.sample_rate
     try:
         lat = await first_audio_and_prompt_latency(server, args.trials)
-        print(f"engine: {args.engine}  lead {server.hub.lead:.1f} s")
+        print(f"engine: {args.engine}  lead {settings.session.lead:.1f} s")
         print(f"time to first audio (create -> first chunk): {lat['first_audio_s']:.2f} s")
         for name, key in [
             ("(a) first chunk with the new prompt arrives", "prompt_first_s"),
@@ -199,7 +186,8 @@ async def main() -> None:
                 f"prompt change {name}: median {statistics.median(v):.2f} s "
                 f"(min {min(v):.2f}, max {max(v):.2f}, n={len(v)})"
             )
-        print(f"generation real-time factor: {server.hub.stats()['real_time_factor']}")
+        rtf = server.hub.stats()["real_time_factor"]
+        print(f"generation speed: {rtf}x real time (audio seconds per second; > 1 keeps up)")
         for n in args.listeners:
             r = await listeners_held(server, n, args.seconds, rate)
             print(
@@ -208,8 +196,7 @@ async def main() -> None:
             )
     finally:
         await server.close()
-        if queue is not None:
-            await queue.close()
+        await app.close()
 
 
 if __name__ == "__main__":

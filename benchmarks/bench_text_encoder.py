@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from jam.corpus import read_captions
+from jam.train.corpus import read_captions
 
 
 def split_captions(records: list[dict]) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
@@ -37,7 +37,7 @@ def nearest_style_accuracy(train_vecs, held_vecs, train_styles, held_styles) -> 
 
 
 def minilm_vectors(texts: list[str]) -> torch.Tensor:
-    from jam.textenc import load_text_encoder, load_tokenizer
+    from jam.model.textenc import load_text_encoder, load_tokenizer
 
     tok, enc = load_tokenizer(), load_text_encoder()
     out = []
@@ -53,7 +53,7 @@ def minilm_vectors(texts: list[str]) -> torch.Tensor:
 def clip_bag_vectors(texts: list[str], fit: list[str]) -> torch.Tensor:
     import tempfile
 
-    from jam.clip_tokenizer import write_clip_tokenizer
+    from jam.model.clip_tokenizer import write_clip_tokenizer
 
     tok = write_clip_tokenizer(tempfile.mkdtemp())
     fit_ids = [set(tok(t).input_ids[1:-1]) for t in fit]

@@ -5,127 +5,78 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import math
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+from jam.sound.params import SpectrogramParams
+
+if TYPE_CHECKING:
+    import torch
 
 
 def _render(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from jam.audio_io import write_audio
-    from jam.device_queue import DeviceQueue
-    from jam.diffusion import load_engine, validate_prompt
-    from jam.producer import Chunk, Controls, Producer, SessionState
+    from jam.app import App, RenderRequest
+    from jam.sound.files import write_audio
 
-    prompt = validate_prompt(args.prompt)
-    target = validate_prompt(args.to) if args.to else None
-    engine = load_engine(args.model, args.device, seed_dir=default_seed_dir())
-    if args.seed_image not in engine.seeds.names():
-        engine.seeds.add_file(args.seed_image)  # a path: raises a clear error if unusable
-        args.seed_image = Path(args.seed_image).stem
-    d = engine.defaults
-    controls = Controls(
-        prompt=prompt,
+    request = RenderRequest(
+        prompt=args.prompt,
+        seconds=args.seconds,
+        to=args.to,
         seed_image=args.seed_image,
-        strength=args.strength if args.strength is not None else d.strength,
-        guidance=args.guidance if args.guidance is not None else d.guidance,
+        seed=args.seed,
+        steps=args.steps,
+        strength=args.strength,
+        guidance=args.guidance,
         negative_prompt=args.negative_prompt,
     )
-    state = SessionState(controls, seed=args.seed, steps=args.steps or d.steps)
-    sr = engine.params.sample_rate
-    total = round(args.seconds * sr)
-    tile_seconds = engine.tile_samples / sr
-    glide = max(1, math.ceil(args.seconds / tile_seconds) - 1)
-    queue = DeviceQueue(engine.render)
-    producer = Producer(state, queue, engine.seeds, sr, glide_tiles=glide)
+    app = App.load(args.model, args.device)
 
-    async def collect() -> torch.Tensor:
-        parts: list[torch.Tensor] = []
-        got = 0
-        with tqdm(total=round(args.seconds, 1), unit="s", desc="rendering") as bar:
-            async for item in producer.stream():
-                if not isinstance(item, Chunk):
-                    if target and item.tile == 0:
-                        state.set_prompt(target)  # glide from PROMPT to --to over the file
-                    continue
-                parts.append(torch.from_numpy(item.audio))
-                got += item.audio.shape[-1]
-                bar.update(round(min(got, total) / sr - bar.n, 2))
-                if got >= total:
-                    break
-        await queue.close()
-        return torch.cat(parts, dim=-1)[:, :total]
+    async def render() -> torch.Tensor:
+        try:
+            with tqdm(total=round(args.seconds, 1), unit="s", desc="rendering") as bar:
+                return await app.render(request, lambda s: bar.update(round(s - bar.n, 2)))
+        finally:
+            await app.close()
 
-    audio = asyncio.run(collect())
-    path = write_audio(args.output, audio, sr)
-    print(f"wrote {path} ({audio.shape[-1] / sr:.1f} s at {sr} Hz)")
+    audio = asyncio.run(render())
+    path = write_audio(args.output, audio, app.sample_rate)
+    print(f"wrote {path} ({audio.shape[-1] / app.sample_rate:.1f} s at {app.sample_rate} Hz)")
     return 0
 
 
+def _params(model: str | None) -> SpectrogramParams:
+    return SpectrogramParams.load(Path(model)) if model else SpectrogramParams()
+
+
 def _audio_to_image(args: argparse.Namespace) -> int:
-    from torchaudio.functional import resample
+    from jam.sound.convert import audio_to_image
 
-    from jam.audio_io import read_audio
-    from jam.params import SpectrogramParams
-    from jam.spectrogram import converter, image_from_spectrogram
-
-    params = SpectrogramParams.load(args.model) if args.model else SpectrogramParams()
-    audio, sr = read_audio(args.audio)
-    if audio.shape[0] != params.channels:
-        audio = audio.mean(0, keepdim=True) if params.channels == 1 else audio[:1].expand(2, -1)
-    if sr != params.sample_rate:
-        audio = resample(audio, sr, params.sample_rate)
-    spec = converter(params, args.device or "cpu").spectrogram_from_audio(audio)
-    image = image_from_spectrogram(spec, params)
-    image.save(args.image, exif=image.getexif(), format="PNG")
+    image = audio_to_image(args.audio, args.image, _params(args.model), args.device or "cpu")
     print(f"wrote {args.image} ({image.width}x{image.height})")
     return 0
 
 
 def _image_to_audio(args: argparse.Namespace) -> int:
-    from PIL import Image
+    from jam.sound.convert import image_to_audio
 
-    from jam.audio_io import write_audio
-    from jam.params import SpectrogramParams
-    from jam.spectrogram import converter, params_from_image, spectrogram_from_image
-
-    try:
-        image = Image.open(args.image)
-        image.load()
-    except OSError as e:
-        raise ValueError(f"could not read {args.image} as an image: {e}") from e
-    default = SpectrogramParams.load(args.model) if args.model else SpectrogramParams()
-    params = params_from_image(image, default)
-    device = args.device or "cpu"
-    audio = converter(params, device).audio_from_spectrogram(
-        spectrogram_from_image(image, params, device)
-    )
-    write_audio(args.audio, audio.cpu(), params.sample_rate)
-    print(f"wrote {args.audio} ({audio.shape[-1] / params.sample_rate:.2f} s)")
+    seconds = image_to_audio(args.image, args.audio, _params(args.model), args.device or "cpu")
+    print(f"wrote {args.audio} ({seconds:.2f} s)")
     return 0
 
 
-def default_seed_dir() -> Path:
-    """Where user seeds persist: $JAM_SEED_DIR, else ~/.local/share/jam/seeds."""
-    env = os.environ.get("JAM_SEED_DIR")
-    return Path(env) if env else Path.home() / ".local" / "share" / "jam" / "seeds"
-
-
 def _seeds(args: argparse.Namespace) -> int:
-    from jam.audio_io import write_wav
-    from jam.diffusion import DEFAULT_MODEL_DIR, ModelDefaults
-    from jam.params import SpectrogramParams
-    from jam.seeds import SeedLibrary
+    from jam.model.folder import DEFAULT_MODEL_DIR, ModelDefaults
+    from jam.seeds.library import SeedLibrary, default_seed_dir
+    from jam.sound.files import write_wav
 
     folder = Path(args.model) if args.model else DEFAULT_MODEL_DIR
     params = SpectrogramParams.load(folder)
-    library = SeedLibrary(
-        params, ModelDefaults.load(folder).tile_width, user_dir=default_seed_dir()
-    )
+    width = ModelDefaults.load(folder).tile_width
+    library = SeedLibrary(params, width, user_dir=default_seed_dir())
     if args.add:
         seed = library.add_file(args.add, name=args.name, beats=args.beats)
         print(f"added seed {seed.name!r} ({seed.beats} beats at {seed.bpm:.1f} bpm)")
@@ -141,9 +92,21 @@ def _seeds(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from jam.server import main_serve
+    from jam.app import App
+    from jam.serve.server import serve_until_signalled
+    from jam.serve.settings import ServerSettings
 
-    return main_serve(args)
+    settings = ServerSettings(host=args.host, port=args.port)
+    app = App.load(args.model, args.device)
+
+    async def serve() -> None:
+        try:
+            await serve_until_signalled(await app.server(settings), settings.host, settings.port)
+        finally:
+            await app.close()
+
+    asyncio.run(serve())
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -174,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seconds", type=float, default=30.0)
     r.add_argument("-o", "--output", required=True, help="out.wav, out.mp3, out.ogg or out.flac")
     model_options(r)
-    r.add_argument("--seed-image", default="four_on_floor", help="seed loop name or an audio file")
+    r.add_argument("--seed-image", help="seed loop name or an audio file (default: the model's)")
     r.add_argument("--seed", type=int, default=0, help="noise seed")
     r.add_argument("--steps", type=int, help="denoising steps (default: the model's)")
     r.add_argument("--strength", type=float, help="denoising strength 0..1 (default: the model's)")
@@ -206,14 +169,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def quiet_libraries() -> None:
+    """Keep third-party chatter (notices, load progress bars) out of what a user reads.
+
+    Set before diffusers/transformers are imported, which read these once; ``-v`` skips it.
+    What had a cause is fixed there (``accelerate`` is a dependency, so diffusers loads
+    without its low-memory notice); what this hides has none: diffusers' "Expected types for
+    text_encoder" (jam's MiniLM is a BertModel by design), the MiniLM checkpoint's unused
+    pooler weights (jam loads it without the pooler), and per-component load progress bars.
+    """
+    for name in ("DIFFUSERS_VERBOSITY", "TRANSFORMERS_VERBOSITY"):
+        os.environ.setdefault(name, "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if not {"-v", "--verbose"} & set(argv):
+        quiet_libraries()
     if argv[:1] == ["corpus"]:  # these two have their own parsers
-        from jam.corpus import corpus_main
+        from jam.train.corpus import corpus_main
 
         return corpus_main(argv[1:])
     if argv[:1] == ["train"]:
-        from jam.train import train_main
+        from jam.train.main import train_main
 
         return train_main(argv[1:])
     args = build_parser().parse_args(argv)

@@ -3,7 +3,7 @@
 #
 # The machine has torch/torchaudio 2.11, transformers 5.x, huggingface-hub 1.x, tokenizers,
 # safetensors, pillow, numpy, filelock, regex, requests, httpx -- but no diffusers, no pydub
-# (jam.seeds -> jam.audio_io imports it at the top) and no open_clip_torch (jam.blank builds the
+# (jam.seeds.library -> jam.sound.files imports it at the top) and no open_clip_torch (jam.model.blank builds the
 # CLIP tokenizer from the BPE file inside that wheel; it is found, never imported). diffusers'
 # importlib_metadata requirement is only imported on Python < 3.8, so it is not carried.
 #

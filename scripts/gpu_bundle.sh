@@ -8,7 +8,7 @@
 #   gpu/TimGM6mb.sf2   a 6 MB General MIDI SoundFont (Debian's timgm6mb-soundfont, GPL-2; not
 #                 committed). FluidR3_GM (148 MB) cannot travel: the corpus rendered there
 #                 sounds somewhat different from the one rendered here
-#   gpu/minilm/   MiniLM packed to the caption vocabulary (jam.textenc.write_pack, ~24 MB)
+#   gpu/minilm/   MiniLM packed to the caption vocabulary (jam.model.textenc.write_pack, ~24 MB)
 #
 # What travels is the working tree + gpu/, at most 64 MiB in all; this prints the total.
 # gpu/ must stay git-ignored.   Usage: bash scripts/gpu_bundle.sh
@@ -26,8 +26,8 @@ if [ ! -f gpu/TimGM6mb.sf2 ]; then
 fi
 
 "$PY" - <<'PY'
-from jam import textenc
-from jam.corpus import caption_vocabulary
+from jam.model import textenc
+from jam.train.captions import caption_vocabulary
 print("minilm pack:", textenc.write_pack("gpu/minilm", caption_vocabulary()))
 PY
 

@@ -13,7 +13,7 @@
 # autoencoder ~1 min, UNet MINUTES (3.5), export and samples ~0.5 min.
 # Every size is an environment variable; the CPU dry run:
 #   JAM_NO_WHEELS=1 DEVICE=cpu CLIPS=16 WORKERS=2 VAE_STEPS=4 VAE_BATCH=2 BATCH=4 MINUTES=0 \
-#     STEPS=3 OUT=/tmp/gpu-dry bash scripts/gpu_train.sh      (tests/test_gpu_bundle.py does this)
+#     STEPS=3 OUT=/tmp/gpu-dry bash scripts/gpu_train.sh      (tests/train/test_gpu_bundle.py does this)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-out/gpu}

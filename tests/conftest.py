@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from jam.blank import TINY_PARAMS, build_pipeline
-from jam.diffusion import ModelDefaults
+from jam.model.blank import TINY_PARAMS, build_pipeline
+from jam.model.folder import ModelDefaults
 
 torch.set_num_threads(2)
 
@@ -25,6 +25,6 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_engine(tiny_model_dir: Path):
-    from jam.diffusion import load_engine
+    from jam.model.engine import load_engine
 
     return load_engine(str(tiny_model_dir), "cpu")

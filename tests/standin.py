@@ -12,8 +12,11 @@ import zlib
 
 import torch
 
-from jam.producer import RenderedTile, TileRequest
-from jam.seeds import SeedLibrary
+from jam.app import App
+from jam.model.folder import ModelDefaults
+from jam.model.types import RenderedTile, Renderer, TileRequest
+from jam.seeds.library import SeedLibrary
+from jam.stream.producer import StreamSettings
 
 
 def prompt_pitch(prompt: str) -> float:
@@ -44,3 +47,13 @@ class StandinRenderer:
         )
         audio = 0.5 * seed.audio + 0.2 * tone.to(seed.audio.dtype)
         return RenderedTile(request, audio.contiguous(), seed.image, seconds=self.delay)
+
+
+def standin_app(
+    seeds: SeedLibrary,
+    renderer: Renderer | None = None,
+    stream: StreamSettings | None = None,
+) -> App:
+    """The composition root around the stand-in renderer, with the seed library's format."""
+    defaults = ModelDefaults(tile_width=seeds.width)
+    return App(renderer or StandinRenderer(seeds), seeds, defaults, stream or StreamSettings())

@@ -11,7 +11,7 @@ const $ = (id) => document.getElementById(id);
 const stats = (window.jamStats = {
   state: "idle", session: null, control: false, listeners: 0,
   framesPlayed: 0, nonSilentFrames: 0, underruns: 0, skipped: 0, buffered: 0,
-  chunks: 0, tiles: 0, bytes: 0, dropped: 0, prompt: null, errors: [],
+  chunks: 0, tiles: 0, bytes: 0, dropped: 0, prompt: null, seedImage: null, errors: [],
 });
 
 let info = null; // server info from /api/info: sample_rate, channels, hop_length, seeds, examples
@@ -198,8 +198,10 @@ function frameLoop() {
       const now = meta.alpha > 0 && meta.prompt_to && meta.prompt_to !== meta.prompt
         ? `${meta.prompt} → ${meta.prompt_to}` : meta.prompt;
       stats.prompt = meta.alpha >= 1 ? meta.prompt_to : meta.prompt;
+      stats.seedImage = meta.seed_image;
       if ($("now-prompt").textContent !== now) $("now-prompt").textContent = now;
-      const bits = [meta.bpm && `${Math.round(meta.bpm)} bpm`, `seed ${meta.seed}`];
+      const beat = meta.seed_image && meta.seed_image.replaceAll("_", " ");
+      const bits = [beat, meta.bpm && `${Math.round(meta.bpm)} bpm`, `seed ${meta.seed}`];
       if (meta.prompt_to && meta.prompt_to !== meta.prompt) bits.push(`${Math.round(meta.alpha * 100)}% of the way`);
       if (pendingPrompt && (meta.prompt_to === pendingPrompt || meta.prompt === pendingPrompt)) pendingPrompt = null;
       if (pendingPrompt) bits.push(`next: ${pendingPrompt}`);

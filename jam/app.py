@@ -1,0 +1,235 @@
+"""The composition root: the one place that builds the parts and wires them together.
+
+``jam serve``, ``jam render``, the benchmarks and the tests all start here: :meth:`App.load`
+builds the engine (model + seed library) and one device queue; :meth:`App.serve` adds the hub
+and the websocket server; :meth:`App.render` streams a prompt to a tensor through the same
+producer a session uses. Tests build an :class:`App` around a stand-in renderer instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import math
+import random
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from jam.model.device_queue import DeviceQueue
+from jam.model.engine import load_engine
+from jam.model.folder import ModelDefaults
+from jam.model.types import Renderer, validate_prompt
+from jam.seeds.library import SeedLibrary, default_seed_dir
+from jam.serve import protocol
+from jam.serve.clock import Clock, SystemClock
+from jam.serve.hub import Hub
+from jam.serve.server import JamServer
+from jam.serve.session import SessionContext
+from jam.serve.settings import ServerSettings
+from jam.stream.controls import Controls, SessionState
+from jam.stream.producer import Chunk, Producer, StreamSettings, TileImage
+
+log = logging.getLogger(__name__)
+
+EXAMPLE_PROMPTS = (
+    "jazzy lofi hip hop with warm rhodes",
+    "funky bass groove with slap guitar",
+    "deep house with a rolling bassline",
+    "acoustic folk guitar by a campfire",
+    "synthwave with shimmering arpeggios",
+    "techno kick with dark industrial pads",
+)
+
+
+@dataclass(frozen=True)
+class RenderRequest:
+    """``jam render``: a prompt (or a glide to a second one) for ``seconds`` of audio.
+
+    Unset settings come from the model's defaults; ``seed_image`` is a seed name or an audio
+    file to use as one.
+    """
+
+    prompt: str
+    seconds: float = 30.0
+    to: str | None = None
+    seed_image: str | None = None
+    seed: int = 0
+    steps: int | None = None
+    strength: float | None = None
+    guidance: float | None = None
+    negative_prompt: str = ""
+
+
+@dataclass
+class App:
+    """The parts of a running jam: a renderer, its seed library, the model's defaults."""
+
+    renderer: Renderer
+    seeds: SeedLibrary
+    defaults: ModelDefaults
+    stream_settings: StreamSettings = field(default_factory=StreamSettings)
+    queue: DeviceQueue | None = None  # owned (closed by close()) when the app built it
+    rng: random.Random = field(default_factory=random.Random)
+
+    @classmethod
+    def load(
+        cls,
+        model: str | Path | None = None,
+        device: str | None = None,
+        seed_dir: Path | None = None,
+        stream_settings: StreamSettings | None = None,
+    ) -> App:
+        """Load a model once (None: the embedded one) and share it through one device queue."""
+        engine = load_engine(model, device, seed_dir=seed_dir or default_seed_dir())
+        queue = DeviceQueue(engine.render, engine.params.sample_rate)
+        settings = stream_settings or StreamSettings()
+        return cls(queue, engine.seeds, engine.defaults, settings, queue=queue)
+
+    @property
+    def sample_rate(self) -> int:
+        return self.seeds.params.sample_rate
+
+    async def close(self) -> None:
+        if self.queue is not None:
+            await self.queue.close()
+
+    # -- sessions (the hub's StreamSource) ------------------------------------------------------
+
+    def new_state(
+        self, prompt: str | None, seed_image: str | None, seed: int | None = None
+    ) -> SessionState:
+        """A session's first state: the prompt (or an example) on a known seed loop."""
+        names = self.seeds.names()
+        if seed_image is None:
+            seed_image = self.defaults.seed_image if self.defaults.seed_image in names else None
+            seed_image = seed_image or (names[0] if names else None)
+        if seed_image not in names:
+            raise ValueError(f"unknown seed image {seed_image!r}; choose one of {names}")
+        controls = Controls.start(
+            prompt or self.rng.choice(EXAMPLE_PROMPTS), self.defaults, seed_image
+        )
+        return SessionState(
+            controls,
+            seed=self.rng.randrange(2**31) if seed is None else seed,
+            steps=self.defaults.steps,
+        )
+
+    def stream(
+        self, state: SessionState, renderer: Renderer | None = None
+    ) -> AsyncIterator[Chunk | TileImage]:
+        producer = Producer(state, renderer or self.renderer, self.seeds, self.stream_settings)
+        return producer.stream()
+
+    # -- serving ------------------------------------------------------------------------------
+
+    def seed_catalogue(self) -> list[dict[str, object]]:
+        """Every usable seed loop with its tempo; builds (and caches) each one."""
+        catalogue = []
+        for name in self.seeds.names():
+            try:
+                loop = self.seeds.get(name)
+            except Exception:  # a broken user seed should not take the server down
+                log.exception("seed %r could not be loaded", name)
+                continue
+            catalogue.append(
+                {
+                    "name": name,
+                    "bpm": loop.bpm,
+                    "beats": loop.beats,
+                    "description": loop.description,
+                }
+            )
+        return catalogue
+
+    async def server(self, settings: ServerSettings, clock: Clock | None = None) -> JamServer:
+        """A hub and websocket server for this app (not yet listening)."""
+        catalogue = await asyncio.to_thread(self.seed_catalogue)
+        names = tuple(str(s["name"]) for s in catalogue)
+        default_seed = self.defaults.seed_image if self.defaults.seed_image in names else None
+        p = self.seeds.params
+        context = SessionContext(
+            settings=settings.session,
+            clock=clock or SystemClock(),
+            sample_rate=p.sample_rate,
+            channels=p.channels,
+            seed_names=names,
+            welcome_extra={"seeds": catalogue},
+        )
+        hub = Hub(
+            self,
+            self.renderer,
+            context,
+            max_sessions=settings.max_sessions,
+            idle_seconds=settings.idle_seconds,
+        )
+        info = {
+            "protocol": protocol.PROTOCOL_VERSION,
+            "sample_rate": p.sample_rate,
+            "channels": p.channels,
+            "hop_length": p.hop_length,
+            "tile_width": self.seeds.width,
+            "seeds": catalogue,
+            "default_seed": default_seed or (names[0] if names else None),
+            "examples": list(EXAMPLE_PROMPTS),
+            "limits": {
+                "prompt_chars": protocol.MAX_PROMPT_CHARS,
+                "strength": list(protocol.STRENGTH_RANGE),
+                "prompt_changes": protocol.PROMPT_CHANGES_PER_WINDOW,
+                "prompt_window": protocol.PROMPT_WINDOW_SECONDS,
+                "message_bytes": protocol.MAX_MESSAGE_BYTES,
+            },
+        }
+        return JamServer(hub, settings.web_dir, info)
+
+    async def serve(self, settings: ServerSettings, clock: Clock | None = None) -> JamServer:
+        """Start serving (``port=0`` picks a free port); returns the running server."""
+        server = await self.server(settings, clock)
+        await server.start(settings.host, settings.port)
+        return server
+
+    # -- rendering to a file --------------------------------------------------------------------
+
+    async def render(
+        self, request: RenderRequest, progress: Callable[[float], None] | None = None
+    ) -> torch.Tensor:
+        """``request.seconds`` of the stream a session would play, as ``(channels, samples)``.
+
+        With ``to``, the first tile's successor glides toward it over the whole length.
+        """
+        prompt = validate_prompt(request.prompt)
+        target = validate_prompt(request.to) if request.to else None
+        seed_image = request.seed_image
+        if seed_image is not None and seed_image not in self.seeds.names():
+            seed_image = self.seeds.add_file(seed_image).name  # a path; clear error if unusable
+        d = self.defaults
+        controls = Controls(
+            prompt,
+            seed_image or d.seed_image,
+            d.strength if request.strength is None else request.strength,
+            d.guidance if request.guidance is None else request.guidance,
+            request.negative_prompt,
+        )
+        state = SessionState(controls, seed=request.seed, steps=request.steps or d.steps)
+        total = round(request.seconds * self.sample_rate)
+        tile_seconds = self.seeds.num_samples / self.sample_rate
+        glide = max(1, math.ceil(request.seconds / tile_seconds) - 1)
+        settings = dataclasses.replace(self.stream_settings, glide_tiles=glide)
+        producer = Producer(state, self.renderer, self.seeds, settings)
+        parts: list[torch.Tensor] = []
+        got = 0
+        async for item in producer.stream():
+            if not isinstance(item, Chunk):
+                if target and item.tile == 0:
+                    state.set_prompt(target)  # glide from the prompt to `to` over the file
+                continue
+            parts.append(torch.from_numpy(item.audio))
+            got += item.audio.shape[-1]
+            if progress is not None:
+                progress(min(got, total) / self.sample_rate)
+            if got >= total:
+                break
+        return torch.cat(parts, dim=-1)[:, :total]

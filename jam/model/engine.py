@@ -1,0 +1,286 @@
+"""The diffusion engine: the only module that imports diffusers.
+
+Loads any Stable-Diffusion-1.x-format checkpoint (Riffusion's, or jam's own small model) and
+renders batches of tiles. Each tile is Riffusion's img2img interpolation: text embeddings lerped
+and the two seeds' noise slerped between two endpoints, the seed spectrogram's latents noised
+to the strength's start step, then denoised with classifier-free guidance. It drives the stock
+``StableDiffusionPipeline.__call__`` through its public arguments (``prompt_embeds``,
+``latents``, ``callback_on_step_end``); the only adaptation is a scheduler subclass that starts
+its schedule part-way, exactly as diffusers' own img2img pipeline slices it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from functools import cache
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from jam.model.folder import Model, ModelError, open_model
+from jam.model.interpolate import lerp, seeded_noise, slerp
+from jam.model.types import Endpoint, RenderCancelled, RenderedTile, TileRequest, validate_prompt
+from jam.seeds.library import SeedLibrary
+from jam.sound.spectrogram import DEFAULT_MAX_VALUE, converter, spectrogram_from_pixels
+
+log = logging.getLogger(__name__)
+
+
+@cache
+def _start_at(scheduler_cls: type) -> type:
+    """``scheduler_cls`` whose schedule begins ``start_index`` steps in (img2img strength).
+
+    The text-to-image pipeline runs whatever ``scheduler.timesteps`` holds, so the schedule is
+    cut there, and so are the sigmas that go with it: the scheduler then sees a consistent,
+    shorter schedule, and solvers that look at its length (DPM-Solver's lower-order final step)
+    finish on the right step. The cut is diffusers' img2img cut: ``start * order`` steps.
+    """
+    if "start_index" in vars(scheduler_cls):  # already wrapped (a second Engine on one pipe)
+        return scheduler_cls
+
+    def set_timesteps(self, *args, **kwargs) -> None:
+        scheduler_cls.set_timesteps(self, *args, **kwargs)
+        k = self.start_index * self.order
+        if k:
+            self.timesteps = self.timesteps[k:]
+            sigmas = getattr(self, "sigmas", None)
+            if isinstance(sigmas, torch.Tensor) and sigmas.dim() == 1 and len(sigmas) > k:
+                self.sigmas = sigmas[k:]
+
+    return type(
+        scheduler_cls.__name__, (scheduler_cls,), {"start_index": 0, "set_timesteps": set_timesteps}
+    )
+
+
+@dataclass(frozen=True)
+class _Group:
+    """Requests that can share one pipeline call (same steps, strength and guidance)."""
+
+    steps: int
+    strength: float
+    guidance: float
+
+
+class Engine:
+    """A loaded pipeline plus what it needs to turn tile requests into audio."""
+
+    def __init__(self, model: Model, seeds: SeedLibrary) -> None:
+        pipe = model.pipe
+        params, defaults = model.params, model.defaults
+        if (seeds.params, seeds.width) != (params, defaults.tile_width):
+            raise ModelError(
+                f"the seed library makes {seeds.width}-frame tiles at {seeds.params}; "
+                f"the model {model.name} needs {defaults.tile_width} frames at {params}"
+            )
+        self.pipe = pipe
+        self.params = params
+        self.defaults = defaults
+        self.seeds = seeds
+        self.device = pipe.device
+        self.dtype = pipe.unet.dtype
+        pipe.set_progress_bar_config(disable=True)
+        pipe.scheduler = _start_at(type(pipe.scheduler)).from_config(pipe.scheduler.config)
+        self.converter = converter(params, self.device)
+        self._embeddings: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self._init_latents: dict[str, torch.Tensor] = {}
+        h, w = params.num_frequencies, defaults.tile_width
+        factor = pipe.vae_scale_factor
+        if h % factor or w % factor:
+            raise ModelError(f"tile {h}x{w} px is not a multiple of the VAE's factor {factor}")
+        self.latent_shape = (pipe.unet.config.in_channels, h // factor, w // factor)
+
+    @property
+    def tile_samples(self) -> int:
+        return self.params.num_samples(self.defaults.tile_width)
+
+    # --- conditioning ------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def embed(self, prompt: str) -> torch.Tensor:
+        """Text embedding of one prompt, cached (a session re-uses a handful of prompts)."""
+        if prompt in self._embeddings:
+            self._embeddings.move_to_end(prompt)
+            return self._embeddings[prompt]
+        emb, _ = self.pipe.encode_prompt(prompt, self.device, 1, False)
+        self._embeddings[prompt] = emb
+        while len(self._embeddings) > 256:
+            self._embeddings.popitem(last=False)
+        return emb
+
+    @torch.inference_mode()
+    def init_latents(self, seed_image: str | Image.Image) -> torch.Tensor:
+        """The seed spectrogram's VAE latents (the mean: deterministic), cached by name."""
+        key = seed_image if isinstance(seed_image, str) else None
+        if key is not None and key in self._init_latents:
+            return self._init_latents[key]
+        image = self.seeds.get(seed_image).image if isinstance(seed_image, str) else seed_image
+        expected = (self.defaults.tile_width, self.params.num_frequencies)
+        if image.size != expected:
+            raise ValueError(
+                f"seed image is {image.size[0]}x{image.size[1]} px; "
+                f"this model needs {expected[0]}x{expected[1]}"
+            )
+        x = self.pipe.image_processor.preprocess(image.convert("RGB")).to(self.device, self.dtype)
+        latents = self.pipe.vae.encode(x).latent_dist.mean * self.pipe.vae.config.scaling_factor
+        if key is not None:
+            self._init_latents[key] = latents
+        return latents
+
+    def point(self, request: TileRequest) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(text embedding, negative embedding, noise) at the request's alpha."""
+        a, b, alpha = request.start, request.end, request.alpha
+        cond = lerp(self.embed(a.prompt), self.embed(b.prompt), alpha)
+        uncond = lerp(self.embed(a.negative_prompt), self.embed(b.negative_prompt), alpha)
+        shape = (1, *self.latent_shape)
+        noise = slerp(
+            seeded_noise(a.seed, shape, self.device, self.dtype),
+            seeded_noise(b.seed, shape, self.device, self.dtype),
+            alpha,
+        )
+        return cond, uncond, noise
+
+    # --- rendering ---------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def denoise(
+        self,
+        requests: Sequence[TileRequest],
+        mask: torch.Tensor | None = None,
+        seed_image: Image.Image | None = None,
+        output_type: str = "pt",
+        cancelled: Callable[[], bool] | None = None,
+    ) -> torch.Tensor:
+        """Spectrogram images ``(B, 3, H, W)`` in [0, 1] for requests sharing one group
+        (or the final latents, with ``output_type="latent"``).
+
+        ``mask`` (latent-sized, 1 = regenerate, 0 = keep) re-noises kept regions from the seed
+        after every step, Riffusion's way of continuing a clip while keeping part of it.
+        """
+        first = requests[0]
+        group = self._group(first)
+        if any(self._group(r) != group for r in requests):
+            raise ValueError("requests in one denoise call must share steps, strength and guidance")
+        points = [self.point(r) for r in requests]
+        cond = torch.cat([p[0] for p in points])
+        uncond = torch.cat([p[1] for p in points])
+        noise = torch.cat([p[2] for p in points])
+        init = torch.cat([self.init_latents(seed_image or r.seed_image) for r in requests])
+
+        scheduler = self.pipe.scheduler
+        init_steps = min(int(group.steps * group.strength), group.steps)
+        scheduler.start_index = max(group.steps - init_steps, 0)
+        scheduler.set_timesteps(group.steps, device=self.device)
+        timesteps = scheduler.timesteps
+        if len(timesteps) == 0:
+            raise ValueError(
+                f"strength {group.strength} with {group.steps} steps leaves no step to run"
+            )
+        latents = scheduler.add_noise(init, noise, timesteps[:1].repeat(len(requests)))
+
+        def each_step(pipe, i, t, kwargs):
+            if cancelled is not None and cancelled():
+                raise RenderCancelled  # a prompt changed: free the device for the new tile
+            if mask is not None:
+                nxt = timesteps[i + 1 : i + 2]
+                kept = (
+                    init
+                    if len(nxt) == 0
+                    else scheduler.add_noise(init, noise, nxt.repeat(len(requests)))
+                )
+                kwargs["latents"] = kept * (1 - mask) + kwargs["latents"] * mask
+            return kwargs
+
+        h, w = self.params.num_frequencies, self.defaults.tile_width
+        return self.pipe(
+            height=h,
+            width=w,
+            num_inference_steps=group.steps,
+            guidance_scale=group.guidance,
+            prompt_embeds=cond,
+            negative_prompt_embeds=uncond,
+            latents=latents / scheduler.init_noise_sigma,
+            output_type=output_type,
+            callback_on_step_end=each_step if mask is not None or cancelled else None,
+        ).images
+
+    def _group(self, r: TileRequest) -> _Group:
+        return _Group(r.steps, round(r.strength, 4), round(r.guidance, 4))
+
+    @torch.inference_mode()
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """VAE-decode latents to spectrogram images ``(B, 3, H, W)`` in [0, 1]."""
+        vae = self.pipe.vae
+        images = vae.decode(latents / vae.config.scaling_factor, return_dict=False)[0]
+        return self.pipe.image_processor.postprocess(images, output_type="pt")
+
+    @torch.inference_mode()
+    def audio_from_images(self, images: torch.Tensor) -> torch.Tensor:
+        """Float audio ``(B, channels, samples)`` from diffusion output images in [0, 1]."""
+        pixels = images.to(torch.float32).movedim(1, -1) * 255
+        mel = spectrogram_from_pixels(
+            pixels, self.params.power_for_image, DEFAULT_MAX_VALUE, self.params.stereo
+        )
+        return self.converter.audio_from_spectrogram(mel)
+
+    def render(
+        self, requests: Sequence[TileRequest], cancelled: Callable[[], bool] | None = None
+    ) -> list[RenderedTile]:
+        """Render tiles, batching requests that can share a pipeline call. Blocking.
+
+        ``cancelled`` is polled between denoising steps; when it returns True the render stops
+        with :class:`RenderCancelled` instead of finishing tiles nobody will play.
+        """
+        for r in requests:
+            validate_prompt(r.start.prompt)
+            validate_prompt(r.end.prompt)
+        groups: dict[_Group, list[int]] = {}
+        for i, r in enumerate(requests):
+            groups.setdefault(self._group(r), []).append(i)
+        out: list[RenderedTile | None] = [None] * len(requests)
+        for indices in groups.values():
+            t0 = time.perf_counter()
+            batch = [requests[i] for i in indices]
+            images = self.decode(self.denoise(batch, output_type="latent", cancelled=cancelled))
+            audio = self.audio_from_images(images).cpu()
+            pictures = (images.to(torch.float32) * 255).round().to(torch.uint8).movedim(1, -1).cpu()
+            seconds = (time.perf_counter() - t0) / len(batch)
+            for j, i in enumerate(indices):
+                picture = Image.fromarray(pictures[j].numpy(), mode="RGB")
+                out[i] = RenderedTile(requests[i], audio[j], picture, seconds)
+        return out  # type: ignore[return-value]
+
+    def request(
+        self,
+        prompt: str,
+        seed: int = 0,
+        seed_image: str | None = None,
+        *,
+        strength: float | None = None,
+        guidance: float | None = None,
+        steps: int | None = None,
+        negative_prompt: str = "",
+    ) -> TileRequest:
+        """A single-endpoint request; what is not given comes from the model's defaults."""
+        d = self.defaults
+        end = Endpoint(
+            prompt=validate_prompt(prompt),
+            seed=seed,
+            strength=d.strength if strength is None else strength,
+            guidance=d.guidance if guidance is None else guidance,
+            negative_prompt=negative_prompt,
+        )
+        return TileRequest(end, replace(end), 0.0, seed_image or d.seed_image, steps or d.steps)
+
+
+def load_engine(
+    model: str | Path | None = None, device: str | None = None, seed_dir: Path | None = None
+) -> Engine:
+    """An engine for a model (see :func:`open_model`) with the seed library of its format."""
+    loaded = open_model(model, device)
+    seeds = SeedLibrary(loaded.params, loaded.defaults.tile_width, user_dir=seed_dir)
+    return Engine(loaded, seeds)

@@ -1,0 +1,74 @@
+"""The types every layer shares: what to render (endpoint, tile request) and what comes back.
+
+They live here, below the engine, the stream and the server alike, so that none of those has to
+import another to speak about a tile.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+from PIL import Image
+
+MAX_PROMPT_CHARS = 280  # the one prompt-length limit: the wire, the CLI and the engine share it
+
+
+class RenderCancelled(Exception):
+    """Raised between denoising steps when nobody wants the tiles any more."""
+
+
+def validate_prompt(prompt: str) -> str:
+    """The prompt, stripped; ValueError when it is empty or longer than ``MAX_PROMPT_CHARS``."""
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise ValueError("prompt is empty")
+    prompt = prompt.strip()
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise ValueError(f"prompt is {len(prompt)} characters; the limit is {MAX_PROMPT_CHARS}")
+    return prompt
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One end of an interpolation: what to make and with which noise."""
+
+    prompt: str
+    seed: int
+    strength: float  # no defaults here: they come from the model (ModelDefaults)
+    guidance: float
+    negative_prompt: str = ""
+
+
+@dataclass(frozen=True)
+class TileRequest:
+    """One tile to render: a point ``alpha`` of the way from ``start`` to ``end``."""
+
+    start: Endpoint
+    end: Endpoint
+    alpha: float
+    seed_image: str
+    steps: int
+
+    @property
+    def strength(self) -> float:
+        """The strength at ``alpha`` (strength and guidance are lerped with the embeddings)."""
+        return self.start.strength + (self.end.strength - self.start.strength) * self.alpha
+
+    @property
+    def guidance(self) -> float:
+        return self.start.guidance + (self.end.guidance - self.start.guidance) * self.alpha
+
+
+@dataclass(frozen=True)
+class RenderedTile:
+    request: TileRequest
+    audio: torch.Tensor  # (channels, samples) float32 on the CPU
+    image: Image.Image  # the tile's spectrogram, for display
+    seconds: float = 0.0  # compute time spent on it
+
+
+class Renderer(Protocol):
+    """Anything that turns a request into a tile: the device queue, or a test stand-in."""
+
+    async def __call__(self, request: TileRequest) -> RenderedTile: ...

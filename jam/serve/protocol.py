@@ -1,0 +1,279 @@
+"""Wire protocol: parse and validate client messages, encode server messages and frames.
+
+Pure functions only (no sockets), so the server, tests and other clients share one definition.
+``docs/protocol.md`` describes the same format for people writing clients.
+
+Two kinds of websocket message go to the client:
+
+* text: one JSON object with a ``type`` field (``welcome``, ``state``, ``health``, ``dropped``,
+  ``error``);
+* binary: a frame starting with a 4-byte magic — ``JAMA`` (audio: 16-bit PCM) or ``JAMI``
+  (a tile's spectrogram PNG) — then a fixed little-endian header, a JSON metadata block padded
+  to a multiple of 4 bytes, then the payload.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from jam.model.types import MAX_PROMPT_CHARS
+from jam.sound.pcm import pcm16
+
+PROTOCOL_VERSION = 1
+
+# Limits (prompts: jam.model.types.MAX_PROMPT_CHARS, shared with the CLI and the engine).
+# A client message larger than MAX_MESSAGE_BYTES is refused by the websocket layer itself
+# (close code 1009); the parser re-checks so that the limit holds whoever calls it.
+MAX_MESSAGE_BYTES = 4096
+MAX_NAME_CHARS = 64
+PROMPT_CHANGES_PER_WINDOW = 6
+PROMPT_WINDOW_SECONDS = 10.0
+STRENGTH_RANGE = (0.05, 0.95)
+GUIDANCE_RANGE = (0.0, 20.0)
+
+# Close codes (4000-4999 are application codes).
+CLOSE_GOING_AWAY = 1001
+CLOSE_TOO_SLOW = 4008
+CLOSE_SESSION_ENDED = 4004
+
+AUDIO_MAGIC = b"JAMA"
+IMAGE_MAGIC = b"JAMI"
+# magic, seq u32, offset u64, sample_rate u32, channels u16, reserved u16, frames u32, meta_len u32
+AUDIO_HEADER = struct.Struct("<4sIQIHHII")
+# magic, tile u32, offset u64, meta_len u32
+IMAGE_HEADER = struct.Struct("<4sIQI")
+
+
+class ProtocolError(ValueError):
+    """A client message that breaks the protocol; ``code`` is a stable machine-readable name."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+# ---------------------------------------------------------------------------------------------
+# Client -> server
+
+
+@dataclass(frozen=True)
+class Create:
+    """Start a new session (the sender gets its control token)."""
+
+    prompt: str | None = None
+    seed_image: str | None = None
+
+
+@dataclass(frozen=True)
+class Join:
+    """Listen to an existing session; a valid ``token`` also grants control."""
+
+    session: str
+    token: str | None = None
+
+
+@dataclass(frozen=True)
+class SetPrompt:
+    text: str
+
+
+@dataclass(frozen=True)
+class SetSeedImage:
+    name: str
+
+
+@dataclass(frozen=True)
+class SetStrength:
+    value: float
+
+
+@dataclass(frozen=True)
+class SetGuidance:
+    value: float
+
+
+ClientMessage = Create | Join | SetPrompt | SetSeedImage | SetStrength | SetGuidance
+CONTROL_MESSAGES = (SetPrompt, SetSeedImage, SetStrength, SetGuidance)
+
+
+def _text(obj: dict[str, Any], key: str, limit: int, *, required: bool = True) -> str | None:
+    value = obj.get(key)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str):
+        raise ProtocolError("bad_field", f"'{key}' must be a string")
+    value = " ".join(value.split())  # collapse whitespace and control characters
+    if required and not value:
+        raise ProtocolError("bad_field", f"'{key}' must not be empty")
+    if len(value) > limit:
+        raise ProtocolError("too_long", f"'{key}' is longer than {limit} characters")
+    return value
+
+
+def _number(obj: dict[str, Any], key: str, bounds: tuple[float, float]) -> float:
+    value = obj.get(key)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ProtocolError("bad_field", f"'{key}' must be a number")
+    lo, hi = bounds
+    if not lo <= value <= hi:
+        raise ProtocolError("out_of_range", f"'{key}' must be between {lo} and {hi}")
+    return float(value)
+
+
+def parse_client_message(data: str | bytes) -> ClientMessage:
+    """Validate one websocket message from a client; raises ProtocolError with a clear reason."""
+    if isinstance(data, bytes | bytearray | memoryview):
+        raise ProtocolError("binary_not_accepted", "clients send JSON text messages only")
+    if len(data.encode("utf-8", "surrogatepass")) > MAX_MESSAGE_BYTES:
+        raise ProtocolError("too_large", f"messages are limited to {MAX_MESSAGE_BYTES} bytes")
+    try:
+        obj = json.loads(data)
+    except ValueError as e:
+        raise ProtocolError("bad_json", f"message is not valid JSON: {e}") from None
+    if not isinstance(obj, dict):
+        raise ProtocolError("bad_json", "message must be a JSON object")
+    kind = obj.get("type")
+    if kind == "create":
+        return Create(
+            prompt=_text(obj, "prompt", MAX_PROMPT_CHARS, required=False),
+            seed_image=_text(obj, "seed_image", MAX_NAME_CHARS, required=False),
+        )
+    if kind == "join":
+        session = _text(obj, "session", MAX_NAME_CHARS)
+        assert session is not None
+        return Join(session=session, token=_text(obj, "token", MAX_NAME_CHARS, required=False))
+    if kind == "prompt":
+        text = _text(obj, "text", MAX_PROMPT_CHARS)
+        assert text is not None
+        return SetPrompt(text)
+    if kind == "seed_image":
+        name = _text(obj, "name", MAX_NAME_CHARS)
+        assert name is not None
+        return SetSeedImage(name)
+    if kind == "strength":
+        return SetStrength(_number(obj, "value", STRENGTH_RANGE))
+    if kind == "guidance":
+        return SetGuidance(_number(obj, "value", GUIDANCE_RANGE))
+    if not isinstance(kind, str):
+        raise ProtocolError("bad_type", "message needs a string 'type' field")
+    raise ProtocolError("unknown_type", f"unknown message type {kind[:40]!r}")
+
+
+class RateLimit:
+    """At most ``count`` events per sliding ``window`` seconds (caller supplies the clock)."""
+
+    def __init__(
+        self, count: int = PROMPT_CHANGES_PER_WINDOW, window: float = PROMPT_WINDOW_SECONDS
+    ) -> None:
+        self.count = count
+        self.window = window
+        self._times: deque[float] = deque()
+
+    def allow(self, now: float) -> bool:
+        while self._times and now - self._times[0] >= self.window:
+            self._times.popleft()
+        if len(self._times) >= self.count:
+            return False
+        self._times.append(now)
+        return True
+
+    def retry_after(self, now: float) -> float:
+        return max(0.0, self.window - (now - self._times[0])) if self._times else 0.0
+
+
+# ---------------------------------------------------------------------------------------------
+# Server -> client
+
+
+def encode_message(kind: str, **fields: Any) -> str:
+    """A JSON text message; ``kind`` becomes its ``type``."""
+    return json.dumps({"type": kind, **fields}, separators=(",", ":"), allow_nan=False)
+
+
+def error_message(code: str, message: str, **extra: Any) -> str:
+    return encode_message("error", code=code, message=message, **extra)
+
+
+def _meta_block(meta: dict[str, Any], header_size: int) -> bytes:
+    """JSON metadata, space-padded so the payload is 4-byte aligned (Int16Array needs 2)."""
+    raw = json.dumps(meta, separators=(",", ":"), allow_nan=False, default=str).encode()
+    pad = -(header_size + len(raw)) % 4
+    return raw + b" " * pad
+
+
+def encode_audio_frame(
+    seq: int, offset: int, sample_rate: int, audio: np.ndarray, meta: dict[str, Any]
+) -> bytes:
+    """A binary audio frame: header, JSON metadata, 16-bit PCM (interleaved)."""
+    if audio.ndim != 2:
+        raise ValueError(f"audio must be (channels, samples), got shape {audio.shape}")
+    channels, frames = audio.shape
+    block = _meta_block(meta, AUDIO_HEADER.size)
+    header = AUDIO_HEADER.pack(
+        AUDIO_MAGIC, seq, offset, sample_rate, channels, 0, frames, len(block)
+    )
+    return header + block + pcm16(audio).tobytes()
+
+
+def encode_image_frame(tile: int, offset: int, png: bytes, meta: dict[str, Any]) -> bytes:
+    """A binary tile image frame: header, JSON metadata, PNG bytes."""
+    block = _meta_block(meta, IMAGE_HEADER.size)
+    return IMAGE_HEADER.pack(IMAGE_MAGIC, tile, offset, len(block)) + block + png
+
+
+@dataclass(frozen=True)
+class AudioFrame:
+    seq: int
+    offset: int
+    sample_rate: int
+    channels: int
+    frames: int
+    meta: dict[str, Any]
+    pcm: np.ndarray  # (channels, frames) int16
+
+    @property
+    def seconds(self) -> float:
+        return self.frames / self.sample_rate
+
+
+@dataclass(frozen=True)
+class ImageFrame:
+    tile: int
+    offset: int
+    meta: dict[str, Any]
+    png: bytes
+
+
+def decode_frame(data: bytes) -> AudioFrame | ImageFrame:
+    """Inverse of the encoders, for Python clients and tests."""
+    magic = bytes(data[:4])
+    if magic == AUDIO_MAGIC:
+        _, seq, offset, rate, channels, _, frames, meta_len = AUDIO_HEADER.unpack_from(data)
+        start = AUDIO_HEADER.size
+        meta = json.loads(data[start : start + meta_len])
+        pcm = np.frombuffer(data, dtype="<i2", offset=start + meta_len)
+        if pcm.size != channels * frames:
+            raise ValueError(
+                f"audio frame holds {pcm.size} samples, header says {channels * frames}"
+            )
+        return AudioFrame(
+            seq, offset, rate, channels, frames, meta, pcm.reshape(frames, channels).T
+        )
+    if magic == IMAGE_MAGIC:
+        _, tile, offset, meta_len = IMAGE_HEADER.unpack_from(data)
+        start = IMAGE_HEADER.size
+        return ImageFrame(
+            tile,
+            offset,
+            json.loads(data[start : start + meta_len]),
+            bytes(data[start + meta_len :]),
+        )
+    raise ValueError(f"unknown frame magic {magic!r}")

@@ -1,0 +1,227 @@
+"""The websocket server: one port for the page, health, status and the stream.
+
+Thin on purpose: HTTP goes through websockets' ``process_request`` hook to
+:mod:`jam.serve.http`, messages are parsed by :mod:`jam.serve.protocol` and everything stateful
+lives in :mod:`jam.serve.hub`. Each connection runs three things: the receive loop (control
+messages), a pump that moves its listener's queue onto the socket, and a watcher that closes the
+socket when the hub closes the listener (too slow, session ended).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from websockets.asyncio.server import Server, ServerConnection
+from websockets.asyncio.server import serve as ws_serve
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from jam.serve import protocol
+from jam.serve.http import Routes
+from jam.serve.hub import Hub
+from jam.serve.listener import Listener, ListenerClosed, Outgoing
+from jam.serve.session import Session
+
+log = logging.getLogger(__name__)
+
+WS_PATH = "/ws"
+# Frames above this are refused by websockets itself (close 1009); smaller ones that break
+# protocol.MAX_MESSAGE_BYTES get an error message and the connection stays open.
+WS_MAX_SIZE = 64 * 1024
+# Kernel send buffer per connection: small, so a slow listener shows up in its hub queue (where
+# the drop policy acts) within a second or two instead of hiding in megabytes of socket buffer.
+SEND_BUFFER_BYTES = 32 * 1024
+HELLO_TIMEOUT = 15.0
+CLOSE_TIMEOUT = 2.0
+HELLO_ATTEMPTS = 5
+
+
+class JamServer:
+    """A running jam server: the websocket endpoint, HTTP routes and the hub of sessions."""
+
+    def __init__(self, hub: Hub, web_dir: Path, info: dict[str, object]) -> None:
+        self.hub = hub
+        self.routes = Routes(web_dir, info, self.status)
+        self.started = hub.clock.now()
+        self._server: Server | None = None
+
+    async def start(self, host: str, port: int) -> None:
+        self.hub.start()
+        self._server = await ws_serve(
+            self._handle,
+            host,
+            port,
+            process_request=self._process_request,
+            max_size=WS_MAX_SIZE,
+            ping_interval=20,
+            ping_timeout=20,
+            close_timeout=CLOSE_TIMEOUT,
+            write_limit=SEND_BUFFER_BYTES,
+            server_header="jam",
+            compression=None,  # PCM barely compresses; per-listener deflate would undo encode-once
+        )
+        log.info("jam serving on %s", self.url)
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None, "server not started"
+        return self._server.sockets[0].getsockname()[1]
+
+    @property
+    def host(self) -> str:
+        assert self._server is not None, "server not started"
+        return self._server.sockets[0].getsockname()[0]
+
+    @property
+    def url(self) -> str:
+        host = self.host
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}/"
+
+    async def close(self) -> None:
+        """Close every socket with 1001, stop every producer and the hub; idempotent."""
+        if self._server is not None:
+            self._server.close(close_connections=True)  # 1001 going away
+            await self._server.wait_closed()
+            self._server = None
+        await self.hub.close()
+        log.info("jam server stopped")
+
+    async def __aenter__(self) -> JamServer:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- HTTP --------------------------------------------------------------------------------
+
+    def status(self) -> dict[str, object]:
+        return {"uptime": round(self.hub.clock.now() - self.started, 1), **self.hub.stats()}
+
+    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        path = urlsplit(request.path).path
+        if path == WS_PATH:
+            return None  # websockets performs the handshake (or answers 426 to plain HTTP)
+        return self.routes.respond(path)
+
+    # -- websocket ---------------------------------------------------------------------------
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        sock = ws.transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
+        joined = await self._hello(ws)
+        if joined is None:
+            return
+        session, listener = joined
+        pump = asyncio.create_task(self._pump(ws, listener), name=f"pump-{listener.id}")
+        watcher = asyncio.create_task(
+            self._close_when_told(ws, listener), name=f"watch-{listener.id}"
+        )
+        try:
+            async for raw in ws:
+                self._control(session, listener, raw)
+        except ConnectionClosed:
+            pass
+        finally:
+            session.leave(listener)
+            for task in (pump, watcher):
+                task.cancel()
+            for task in (pump, watcher):
+                with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
+                    await task
+
+    async def _hello(self, ws: ServerConnection) -> tuple[Session, Listener] | None:
+        """Wait for ``create`` or ``join``; errors are answered and the client may try again."""
+        for _ in range(HELLO_ATTEMPTS):
+            try:
+                raw = await asyncio.wait_for(ws.recv(), HELLO_TIMEOUT)
+            except TimeoutError:
+                await ws.close(1008, "expected a create or join message")
+                return None
+            except ConnectionClosed:
+                return None
+            try:
+                message = protocol.parse_client_message(raw)
+                if isinstance(message, protocol.Create):
+                    session = self.hub.create(message)
+                    return session, session.join(control=True)
+                if isinstance(message, protocol.Join):
+                    session = self.hub.get(message.session)
+                    if session is None:
+                        raise protocol.ProtocolError(
+                            "unknown_session", f"no live session {message.session!r}"
+                        )
+                    control = message.token is not None and message.token == session.control_token
+                    if message.token is not None and not control:
+                        raise protocol.ProtocolError("bad_token", "that control token is not valid")
+                    return session, session.join(control=control)
+                raise protocol.ProtocolError("not_joined", "send create or join first")
+            except protocol.ProtocolError as e:
+                with contextlib.suppress(ConnectionClosed):
+                    await ws.send(protocol.error_message(e.code, e.message))
+        await ws.close(1008, "too many bad messages before joining")
+        return None
+
+    def _control(self, session: Session, listener: Listener, raw: str | bytes) -> None:
+        try:
+            message = protocol.parse_client_message(raw)
+            if not isinstance(message, protocol.CONTROL_MESSAGES):
+                raise protocol.ProtocolError("already_joined", "this connection already joined")
+            if not listener.control:
+                raise protocol.ProtocolError(
+                    "not_controller", "this link can listen only; ask for the control link"
+                )
+            session.apply(message)
+        except protocol.ProtocolError as e:
+            listener.offer(
+                Outgoing(protocol.error_message(e.code, e.message)), self.hub.clock.now()
+            )
+
+    @staticmethod
+    async def _pump(ws: ServerConnection, listener: Listener) -> None:
+        with contextlib.suppress(ListenerClosed, ConnectionClosed):
+            while True:
+                await ws.send(await listener.next())
+
+    @staticmethod
+    async def _close_when_told(ws: ServerConnection, listener: Listener) -> None:
+        await listener.closed.wait()
+        log.info(
+            "closing listener %d: %s (%d)", listener.id, listener.close_reason, listener.close_code
+        )
+        try:
+            await asyncio.wait_for(
+                ws.close(listener.close_code, listener.close_reason), CLOSE_TIMEOUT
+            )
+        except TimeoutError:
+            # A peer that stopped reading cannot even receive the close frame: drop the TCP
+            # connection so its handler (and the queue it holds) goes away now.
+            ws.transport.abort()
+
+
+async def serve_until_signalled(server: JamServer, host: str, port: int) -> None:
+    """Serve until SIGTERM or SIGINT, then close sockets with 1001 and stop all producers."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await server.start(host, port)
+        print(f"jam: open {server.url}", flush=True)
+        try:
+            await stop.wait()
+            log.info("signal received: shutting down")
+        finally:
+            await server.close()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)

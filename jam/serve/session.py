@@ -1,0 +1,285 @@
+"""A live session: its steering state, its listeners, and the paced loop that feeds them.
+
+The session pulls from its producer only while the next chunk starts less than ``lead`` seconds
+past the playhead (:class:`jam.serve.clock.StreamClock`), so generation runs a bounded amount
+ahead: work is not wasted far ahead, and prompt changes take effect soon. Each chunk is encoded
+once and offered to every listener's bounded queue. Time comes from the injected clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections import deque
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+
+from jam.model.device_queue import RealTimeMeter
+from jam.serve import protocol
+from jam.serve.clock import Clock, StreamClock
+from jam.serve.listener import Listener, Outgoing
+from jam.serve.settings import SessionSettings
+from jam.stream.controls import SessionState
+from jam.stream.producer import Chunk, TileImage
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SessionContext:
+    """What every session of one server shares, handed to each session by the hub."""
+
+    settings: SessionSettings
+    clock: Clock
+    sample_rate: int
+    channels: int
+    seed_names: tuple[str, ...]  # the seed loops a controller may switch to
+    welcome_extra: dict[str, object] = field(default_factory=dict)
+    listener_ids: Iterator[int] = field(default_factory=lambda: iter(range(1, 2**62)))
+
+
+class Session:
+    """One stream and everyone listening to it."""
+
+    def __init__(
+        self,
+        context: SessionContext,
+        state: SessionState,
+        stream: AsyncIterator[Chunk | TileImage],
+        meter: RealTimeMeter,
+    ) -> None:
+        self.context = context
+        self.settings = context.settings
+        self.clock = context.clock
+        self.id = secrets.token_urlsafe(6)
+        self.control_token = secrets.token_urlsafe(16)
+        self.state = state
+        self.meter = meter
+        self.listeners: dict[int, Listener] = {}
+        self.empty_since: float | None = self.clock.now()
+        self.chunks = 0
+        self.stalls = 0
+        self.behind = False
+        self.ended = False
+        self.stream_clock = StreamClock(
+            context.sample_rate, self.settings.lead, self.settings.resume_buffer
+        )
+        self._stream = stream
+        self._published_end = 0
+        self._recent_audio: deque[Outgoing] = deque()
+        self._recent_images: deque[Outgoing] = deque(maxlen=3)
+        self._last_health: float | None = None
+        self._listening = asyncio.Event()  # set while anyone listens: the producer runs only then
+        self._prompt_limit = protocol.RateLimit()
+        self._setting_limit = protocol.RateLimit(count=20)
+
+    # -- clock -----------------------------------------------------------------------------
+
+    def playhead(self, now: float | None = None) -> int:
+        """The stream sample listeners are hearing now (0 before the first chunk)."""
+        return self.stream_clock.playhead(self.clock.now() if now is None else now)
+
+    def lead_seconds(self, now: float | None = None) -> float:
+        """How far published audio runs ahead of the playhead: the listeners' buffer."""
+        if not self.stream_clock.started:
+            return 0.0
+        return (self._published_end - self.playhead(now)) / self.context.sample_rate
+
+    # -- listeners -------------------------------------------------------------------------
+
+    def join(self, control: bool) -> Listener:
+        """Add a listener at the live edge: welcome, recent tile images, then audio from now on."""
+        now = self.clock.now()
+        # The queue holds the lead (published ahead of the playhead) plus the allowed lag.
+        listener = Listener(
+            next(self.context.listener_ids),
+            control,
+            self.settings.lead + self.settings.listener_queue_seconds,
+            self.settings.kick_after,
+        )
+        self.listeners[listener.id] = listener
+        self.empty_since = None
+        self._listening.set()
+        listener.offer(Outgoing(self.welcome(listener, now)), now)
+        playhead = self.playhead(now)
+        for image in self._recent_images:
+            listener.offer(image, now)
+        for audio in self._recent_audio:
+            if audio.end > playhead:
+                listener.offer(audio, now)
+        self._broadcast_listeners(now)
+        log.info(
+            "session %s: listener %d joined (%s), %d listening",
+            self.id,
+            listener.id,
+            "control" if control else "listen",
+            len(self.listeners),
+        )
+        return listener
+
+    def leave(self, listener: Listener) -> None:
+        if self.listeners.pop(listener.id, None) is None:
+            return
+        listener.close(protocol.CLOSE_GOING_AWAY, "left")
+        now = self.clock.now()
+        if not self.listeners:
+            self.empty_since = now
+            self._listening.clear()
+        self._broadcast_listeners(now)
+        log.info(
+            "session %s: listener %d left (sent %d, dropped %d), %d listening",
+            self.id,
+            listener.id,
+            listener.sent,
+            listener.dropped,
+            len(self.listeners),
+        )
+
+    def welcome(self, listener: Listener, now: float) -> str:
+        fields: dict[str, object] = {
+            "protocol": protocol.PROTOCOL_VERSION,
+            "session": self.id,
+            "listener": listener.id,
+            "control": listener.control,
+            "sample_rate": self.context.sample_rate,
+            "channels": self.context.channels,
+            "playhead": self.playhead(now),
+            "listeners": len(self.listeners),
+            "state": self.state.snapshot(),
+            **self.context.welcome_extra,
+        }
+        if listener.control:
+            fields["token"] = self.control_token
+        return protocol.encode_message("welcome", **fields)
+
+    def broadcast(self, item: Outgoing, now: float | None = None) -> None:
+        now = self.clock.now() if now is None else now
+        for listener in list(self.listeners.values()):
+            listener.offer(item, now)
+
+    def _broadcast_listeners(self, now: float) -> None:
+        self.broadcast(
+            Outgoing(protocol.encode_message("listeners", count=len(self.listeners))), now
+        )
+
+    # -- control ---------------------------------------------------------------------------
+
+    def apply(self, message: protocol.ClientMessage) -> None:
+        """Apply a control message to the steering state; ProtocolError explains refusals."""
+        now = self.clock.now()
+        prompt = isinstance(message, protocol.SetPrompt)
+        limit = self._prompt_limit if prompt else self._setting_limit
+        if not limit.allow(now):
+            raise protocol.ProtocolError(
+                "rate_limited", f"too many changes; try again in {limit.retry_after(now):.1f} s"
+            )
+        match message:
+            case protocol.SetPrompt(text):
+                self.state.set_prompt(text)
+            case protocol.SetSeedImage(name):
+                if name not in self.context.seed_names:
+                    known = ", ".join(self.context.seed_names)
+                    raise protocol.ProtocolError(
+                        "bad_value", f"unknown seed image {name!r}; choose one of: {known}"
+                    )
+                self.state.set_seed_image(name)
+            case protocol.SetStrength(value):
+                self.state.set_strength(value)
+            case protocol.SetGuidance(value):
+                self.state.set_guidance(value)
+            case _:
+                raise protocol.ProtocolError("bad_type", "not a control message")
+        self.broadcast(Outgoing(protocol.encode_message("state", state=self.state.snapshot())), now)
+
+    # -- the paced producer loop -------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Pull from the producer no further than ``lead`` ahead of the playhead and fan out."""
+        try:
+            async for item in self._stream:
+                if isinstance(item, TileImage):
+                    self._publish_image(item)
+                    continue
+                if not self._listening.is_set():
+                    # nobody listens: stop pulling, so the producer stops rendering; whoever
+                    # joins next starts a fresh clock at the live edge, as at creation
+                    await self._listening.wait()
+                    self.stream_clock.reset()
+                await self._wait_until_due(item)
+                self._publish_chunk(item)
+        finally:
+            aclose = getattr(self._stream, "aclose", None)
+            if aclose is not None:
+                with contextlib.suppress(Exception):
+                    await aclose()
+
+    async def _wait_until_due(self, chunk: Chunk) -> None:
+        delay = self.stream_clock.publish_delay(chunk.offset, self.clock.now())
+        if delay > 0:
+            await self.clock.sleep(delay)
+            return
+        now = self.clock.now()
+        if self.stream_clock.is_late(chunk.offset, now):
+            self.stalls += 1
+            self.behind = True
+            self.stream_clock.resume(chunk.offset, now)
+            log.warning(
+                "session %s fell behind at chunk %d (stall %d)", self.id, chunk.seq, self.stalls
+            )
+
+    def _publish_chunk(self, chunk: Chunk) -> None:
+        now = self.clock.now()
+        frames = chunk.audio.shape[-1]
+        meta = {**chunk.meta, "seq": chunk.seq, "offset": chunk.offset}
+        item = Outgoing(
+            protocol.encode_audio_frame(
+                chunk.seq, chunk.offset, chunk.sample_rate, chunk.audio, meta
+            ),
+            seconds=frames / chunk.sample_rate,
+            offset=chunk.offset,
+            end=chunk.offset + frames,
+        )
+        self.chunks += 1
+        self._published_end = item.end
+        self._recent_audio.append(item)
+        playhead = self.playhead(now)
+        while self._recent_audio and self._recent_audio[0].end <= playhead:
+            self._recent_audio.popleft()
+        self.broadcast(item, now)
+        rtf = self.meter.factor
+        if rtf is not None and rtf >= 1.05 and self.lead_seconds(now) > 0:
+            self.behind = False
+        if self._last_health is None or now - self._last_health >= self.settings.health_interval:
+            self._last_health = now
+            self.broadcast(Outgoing(protocol.encode_message("health", **self.health(now))), now)
+
+    def _publish_image(self, image: TileImage) -> None:
+        meta = {**image.meta, "tile": image.tile, "offset": image.offset}
+        item = Outgoing(
+            protocol.encode_image_frame(image.tile, image.offset, image.png, meta),
+            offset=image.offset,
+            end=image.offset,
+        )
+        self._recent_images.append(item)
+        self.broadcast(item)
+
+    def health(self, now: float | None = None) -> dict[str, object]:
+        rtf = self.meter.factor
+        return {
+            "lead": round(self.lead_seconds(now), 3),
+            "rtf": None if rtf is None else round(min(rtf, 1e3), 3),
+            "behind": self.behind,
+            "stalls": self.stalls,
+            "playhead": self.playhead(now),
+        }
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "listeners": len(self.listeners),
+            "chunks": self.chunks,
+            "dropped": sum(li.dropped for li in self.listeners.values()),
+            **self.health(),
+        }

@@ -1,0 +1,31 @@
+"""How a server is tuned: small frozen settings, built once by the composition root."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+WEB_DIR = Path(__file__).resolve().parent.parent.parent / "web"
+
+
+@dataclass(frozen=True)
+class SessionSettings:
+    """Pacing and the slow-listener policy of every session."""
+
+    lead: float = 1.5  # seconds published ahead of the playhead (the listeners' buffer)
+    resume_buffer: float = 0.5  # lead rebuilt after generation fell behind
+    listener_queue_seconds: float = 6.0  # lag a listener may have beyond the lead
+    kick_after: float = 8.0  # seconds of continuous dropping before a listener is closed
+    health_interval: float = 1.0  # seconds between health messages
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """Where to listen, how many sessions, and the settings every session gets."""
+
+    host: str = "127.0.0.1"
+    port: int = 8765  # 0 picks a free port
+    web_dir: Path = WEB_DIR
+    max_sessions: int = 16
+    idle_seconds: float = 30.0  # a session nobody listens to is freed after this long
+    session: SessionSettings = field(default_factory=SessionSettings)
