@@ -13,7 +13,7 @@ import dataclasses
 import logging
 import math
 import random
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -63,6 +63,14 @@ class RenderRequest:
     guidance: float | None = None
     negative_prompt: str = ""
 
+    def __post_init__(self) -> None:
+        """Refuse bad input before any model is loaded."""
+        validate_prompt(self.prompt)
+        if self.to is not None:
+            validate_prompt(self.to)
+        if not 0 < self.seconds <= 3600:
+            raise ValueError(f"seconds must be between 0 and 3600, got {self.seconds}")
+
 
 @dataclass
 class App:
@@ -99,14 +107,18 @@ class App:
 
     # -- sessions (the hub's StreamSource) ------------------------------------------------------
 
+    def default_seed(self, names: Sequence[str]) -> str | None:
+        """The model's default seed loop if it is among ``names``, else the first of them."""
+        if self.defaults.seed_image in names:
+            return self.defaults.seed_image
+        return names[0] if names else None
+
     def new_state(
         self, prompt: str | None, seed_image: str | None, seed: int | None = None
     ) -> SessionState:
         """A session's first state: the prompt (or an example) on a known seed loop."""
         names = self.seeds.names()
-        if seed_image is None:
-            seed_image = self.defaults.seed_image if self.defaults.seed_image in names else None
-            seed_image = seed_image or (names[0] if names else None)
+        seed_image = seed_image or self.default_seed(names)
         if seed_image not in names:
             raise ValueError(f"unknown seed image {seed_image!r}; choose one of {names}")
         controls = Controls.start(
@@ -149,7 +161,6 @@ class App:
         """A hub and websocket server for this app (not yet listening)."""
         catalogue = await asyncio.to_thread(self.seed_catalogue)
         names = tuple(str(s["name"]) for s in catalogue)
-        default_seed = self.defaults.seed_image if self.defaults.seed_image in names else None
         p = self.seeds.params
         context = SessionContext(
             settings=settings.session,
@@ -173,7 +184,7 @@ class App:
             "hop_length": p.hop_length,
             "tile_width": self.seeds.width,
             "seeds": catalogue,
-            "default_seed": default_seed or (names[0] if names else None),
+            "default_seed": self.default_seed(names),
             "examples": list(EXAMPLE_PROMPTS),
             "limits": {
                 "prompt_chars": protocol.MAX_PROMPT_CHARS,

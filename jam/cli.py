@@ -15,13 +15,16 @@ from jam.sound.params import SpectrogramParams
 if TYPE_CHECKING:
     import torch
 
+    from jam.app import App
+
 
 def _render(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from jam.app import App, RenderRequest
-    from jam.sound.files import write_audio
+    from jam.app import RenderRequest
+    from jam.sound.files import audio_format, write_audio
 
+    audio_format(args.output)  # an unknown suffix fails now, not after the render
     request = RenderRequest(
         prompt=args.prompt,
         seconds=args.seconds,
@@ -33,7 +36,7 @@ def _render(args: argparse.Namespace) -> int:
         guidance=args.guidance,
         negative_prompt=args.negative_prompt,
     )
-    app = App.load(args.model, args.device)
+    app = load_app(args)
 
     async def render() -> torch.Tensor:
         try:
@@ -92,12 +95,11 @@ def _seeds(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from jam.app import App
     from jam.serve.server import serve_until_signalled
     from jam.serve.settings import ServerSettings
 
     settings = ServerSettings(host=args.host, port=args.port)
-    app = App.load(args.model, args.device)
+    app = load_app(args)
 
     async def serve() -> None:
         try:
@@ -184,6 +186,17 @@ def quiet_libraries() -> None:
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 
 
+def load_app(args: argparse.Namespace) -> App:
+    """The composition root for a command that loads a model (quietly, unless ``-v``)."""
+    from jam.app import App
+
+    if not args.verbose:  # diffusers' per-component load bar has no setting but this call
+        from diffusers.utils import logging as diffusers_logging
+
+        diffusers_logging.disable_progress_bar()
+    return App.load(args.model, args.device)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not {"-v", "--verbose"} & set(argv):
@@ -201,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if not args.verbose:  # "server listening on ..." repeats what `jam: open ...` says
+        logging.getLogger("websockets.server").setLevel(logging.WARNING)
     try:
         return args.run(args)
     except (ValueError, RuntimeError, OSError) as e:

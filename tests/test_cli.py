@@ -57,12 +57,14 @@ def test_render_writes_mp3_through_ffmpeg(tiny_model_dir, tmp_path):
     "args, message",
     [
         (["render", "   ", "-o", "x.wav"], "prompt is empty"),
+        (["render", "techno", "--seconds", "0", "-o", "x.wav"], "seconds must be between"),
+        (["render", "techno", "-o", "x.xyz"], "unknown audio suffix"),
         (
             ["render", "techno", "-o", "x.wav", "--model", "no/such-model-here"],
             "could not be fetched",
         ),
         (
-            ["render", "techno", "-o", "x.xyz", "--seed-image", "nope.wav", "--model", "TINY"],
+            ["render", "techno", "-o", "x.wav", "--seed-image", "nope.wav", "--model", "TINY"],
             "no such audio file",
         ),
     ],

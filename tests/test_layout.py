@@ -93,10 +93,8 @@ def loaded_after(statement: str) -> set[str]:
     return set(out.stdout.split())
 
 
-def test_serving_loads_no_training_code_and_training_loads_no_server():
+def test_serving_loads_no_training_code():
+    """Live, in a fresh interpreter (the source check above covers the other direction)."""
     served = loaded_after("import jam.app, jam.cli, jam.serve.server")
     assert "jam.serve.server" in served
     assert not {m for m in served if m.startswith("jam.train")}
-    trained = loaded_after("import jam.train.main, jam.train.corpus, jam.train.evaluate")
-    assert "jam.train.main" in trained
-    assert not {m for m in trained if m.startswith(("jam.serve", "jam.stream", "jam.app"))}

@@ -66,7 +66,7 @@ class JamServer:
             server_header="jam",
             compression=None,  # PCM barely compresses; per-listener deflate would undo encode-once
         )
-        log.info("jam serving on %s", self.url)
+        log.debug("jam serving on %s", self.url)
 
     @property
     def port(self) -> int:

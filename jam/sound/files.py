@@ -59,18 +59,26 @@ def write_wav(path: str | Path, audio: torch.Tensor | np.ndarray, sample_rate: i
     return path
 
 
-def write_audio(path: str | Path, audio: torch.Tensor | np.ndarray, sample_rate: int) -> Path:
-    """Write ``audio`` in the format its suffix names: WAV directly, MP3/OGG/FLAC via ffmpeg."""
+def audio_format(path: str | Path) -> str:
+    """The format a file's suffix names ("wav", "mp3", ...); ValueError for an unknown one."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix in WAV_SUFFIXES:
-        return write_wav(path, audio, sample_rate)
+        return "wav"
     if suffix not in PYDUB_FORMATS:
         known = ", ".join((*WAV_SUFFIXES, *PYDUB_FORMATS))
         raise ValueError(f"cannot write {path.name!r}: unknown audio suffix; use one of {known}")
+    return PYDUB_FORMATS[suffix]
+
+
+def write_audio(path: str | Path, audio: torch.Tensor | np.ndarray, sample_rate: int) -> Path:
+    """Write ``audio`` in the format its suffix names: WAV directly, MP3/OGG/FLAC via ffmpeg."""
+    path = Path(path)
+    if (kind := audio_format(path)) == "wav":
+        return write_wav(path, audio, sample_rate)
     frames = pcm16(audio)
     segment = AudioSegment(
         data=frames.tobytes(), sample_width=2, frame_rate=int(sample_rate), channels=frames.shape[1]
     )
-    segment.export(path, format=PYDUB_FORMATS[suffix]).close()  # export hands back an open file
+    segment.export(path, format=kind).close()  # export hands back an open file
     return path

@@ -66,7 +66,9 @@ def test_a_batch_renders_the_same_tiles_as_one_at_a_time(tiny_engine):
 
 
 def test_render_returns_a_full_tile_of_audio_and_its_spectrogram(tiny_engine):
-    tiles = tiny_engine.render([pair(tiny_engine, 0.5), single(tiny_engine, Endpoint("x", 5, 0.5, 7.0))])
+    tiles = tiny_engine.render(
+        [pair(tiny_engine, 0.5), single(tiny_engine, Endpoint("x", 5, 0.5, 7.0))]
+    )
     for tile in tiles:
         assert tile.audio.shape == (1, tiny_engine.tile_samples)
         assert tile.audio.abs().max() > 0

@@ -310,23 +310,6 @@ async def test_session_without_listeners_is_stopped_and_freed(seeds) -> None:
         await again.close()
 
 
-async def test_session_pauses_generation_while_nobody_listens_and_resumes_on_join(seeds) -> None:
-    renderer = StandinRenderer(seeds)
-    async with running(app(seeds, renderer), settings(idle_seconds=60)) as server:
-        c = await Client.open(server, {"type": "create"})
-        session = (await c.welcome())["session"]
-        await c.until(lambda: c.audio, 5, "audio")
-        await c.close()
-        await eventually(lambda: not server.hub.get(session).listeners, 5, "listener gone")
-        await asyncio.sleep(0.5)  # at most the tile already asked for finishes
-        calls = renderer.calls
-        await asyncio.sleep(6.0)  # longer than a tile's advance (~4.5 s): a successor would be due
-        assert renderer.calls == calls, "an empty session keeps no renderer busy"
-        again = await Client.open(server, {"type": "join", "session": session})
-        await again.until(lambda: len(again.audio) >= 8, 10, "audio after rejoining")
-        await again.close()
-
-
 async def test_shutdown_closes_listeners_with_1001_and_stops_producers(seeds) -> None:
     server = await app(seeds).serve(ServerSettings(port=0))
     c = await Client.open(server, {"type": "create"})
