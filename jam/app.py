@@ -31,7 +31,7 @@ from jam.serve.server import JamServer
 from jam.serve.session import SessionContext
 from jam.serve.settings import ServerSettings
 from jam.stream.controls import Controls, SessionState
-from jam.stream.producer import Chunk, Producer, StreamSettings, TileImage
+from jam.stream.producer import Chunk, Producer, RenderFailure, StreamSettings, TileImage
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +132,7 @@ class App:
 
     def stream(
         self, state: SessionState, renderer: Renderer | None = None
-    ) -> AsyncIterator[Chunk | TileImage]:
+    ) -> AsyncIterator[Chunk | TileImage | RenderFailure]:
         producer = Producer(state, renderer or self.renderer, self.seeds, self.stream_settings)
         return producer.stream()
 
@@ -174,8 +174,9 @@ class App:
             self,
             self.renderer,
             context,
-            max_sessions=settings.max_sessions,
+            admission=settings.admission,
             idle_seconds=settings.idle_seconds,
+            device_load=self.queue.utilization if self.queue is not None else None,
         )
         info = {
             "protocol": protocol.PROTOCOL_VERSION,
@@ -194,7 +195,7 @@ class App:
                 "message_bytes": protocol.MAX_MESSAGE_BYTES,
             },
         }
-        return JamServer(hub, settings.web_dir, info)
+        return JamServer(hub, settings, info)
 
     async def serve(self, settings: ServerSettings, clock: Clock | None = None) -> JamServer:
         """Start serving (``port=0`` picks a free port); returns the running server."""
@@ -233,9 +234,11 @@ class App:
         parts: list[torch.Tensor] = []
         got = 0
         async for item in producer.stream():
+            if isinstance(item, TileImage) and target and item.tile == 0:
+                state.set_prompt(target)  # glide from the prompt to `to` over the file
+            if isinstance(item, RenderFailure):
+                log.warning("a tile failed (%s); its slot repeats the last good one", item.reason)
             if not isinstance(item, Chunk):
-                if target and item.tile == 0:
-                    state.set_prompt(target)  # glide from the prompt to `to` over the file
                 continue
             parts.append(torch.from_numpy(item.audio))
             got += item.audio.shape[-1]

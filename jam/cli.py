@@ -98,7 +98,12 @@ def _serve(args: argparse.Namespace) -> int:
     from jam.serve.server import serve_until_signalled
     from jam.serve.settings import ServerSettings
 
-    settings = ServerSettings(host=args.host, port=args.port)
+    settings = ServerSettings(
+        host=args.host,
+        port=args.port,
+        allow_origins=tuple(args.allow_origin),
+        operator_token=args.operator_token,
+    )
     app = load_app(args)
 
     async def serve() -> None:
@@ -130,6 +135,18 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("serve", help="run the jam server and web page")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8765)
+    s.add_argument(
+        "--allow-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="a page origin besides this server's own that may open the stream, e.g. "
+        "https://jam.example.org (repeatable; '*' allows any)",
+    )
+    s.add_argument(
+        "--operator-token",
+        help="a secret that shows per-session detail at /status?token=SECRET",
+    )
     model_options(s)
     s.set_defaults(run=_serve)
 

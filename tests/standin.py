@@ -57,3 +57,14 @@ def standin_app(
     """The composition root around the stand-in renderer, with the seed library's format."""
     defaults = ModelDefaults(tile_width=seeds.width)
     return App(renderer or StandinRenderer(seeds), seeds, defaults, stream or StreamSettings())
+
+
+class PoisonedRenderer(StandinRenderer):
+    """The stand-in, but a request whose prompt contains ``poison`` raises, as a render that
+    breaks inside the engine would."""
+
+    async def __call__(self, request: TileRequest) -> RenderedTile:
+        if "poison" in request.end.prompt or "poison" in request.start.prompt:
+            self.calls += 1
+            raise RuntimeError(f"cannot render {request.end.prompt!r}")
+        return await super().__call__(request)

@@ -12,6 +12,7 @@ const stats = (window.jamStats = {
   state: "idle", session: null, control: false, listeners: 0,
   framesPlayed: 0, nonSilentFrames: 0, underruns: 0, skipped: 0, buffered: 0,
   chunks: 0, tiles: 0, bytes: 0, dropped: 0, prompt: null, seedImage: null, errors: [],
+  ended: false,
 });
 
 let info = null; // server info from /api/info: sample_rate, channels, hop_length, seeds, examples
@@ -98,10 +99,12 @@ function onMessage(msg) {
       break;
     case "error":
       stats.errors.push(msg);
-      if (msg.code === "unknown_session" || msg.code === "bad_token") {
-        notice(msg.code === "bad_token" ? "That control link is not valid; listening instead." : "That jam has ended — starting a new one.", "info");
-        if (msg.code === "unknown_session") { sessionId = null; token = null; stream.send(hello()); }
-        else { token = null; stream.send(hello()); }
+      if (msg.code === "unknown_session") {
+        ended(); // a guest must never silently become the controller of a jam of its own
+      } else if (msg.code === "bad_token") {
+        notice("That control link is not valid; listening instead.", "info");
+        token = null;
+        stream.send(hello());
       } else {
         notice(msg.message, "error");
       }
@@ -133,12 +136,32 @@ function onFrame(frame) {
 function onClose(e) {
   stream = null;
   if (!playing) return;
-  const ended = e.code === 4004;
-  const why = e.code === 4008 ? "your connection fell behind" : ended ? "the jam ended" : e.code === 1001 ? "the server is restarting" : "the connection dropped";
+  if (e.code === 4004) { ended(); return; } // reconnecting would only find it gone
+  const why = e.code === 4008 ? "your connection fell behind" : e.code === 1001 ? "the server is restarting" : "the connection dropped";
   notice(`Disconnected: ${why}. Reconnecting…`, "error", 0);
   setState("reconnecting", "reconnecting");
   if (retries++ > 20) { stop(); return; }
   setTimeout(() => { if (playing && !stream) connect(); }, Math.min(5000, 500 * retries));
+}
+
+/** The jam is gone: stop and say so; only the "Start a new jam" button creates another. */
+function ended() {
+  stop();
+  stats.ended = true;
+  notice("");
+  $("now-prompt").textContent = "this jam has ended";
+  $("now-detail").textContent = "";
+  $("ended").hidden = false;
+  $("new-jam").focus();
+}
+
+function startNewJam() {
+  sessionId = null;
+  token = null;
+  $("share").value = "";
+  $("control-card").hidden = true;
+  history.replaceState(null, "", "/");
+  play(); // inside the click, so the AudioContext may start
 }
 
 function hello() {
@@ -158,14 +181,19 @@ function connect() {
 async function play() {
   if (!info) return;
   playing = true;
-  player = new Player({ sampleRate: info.sample_rate, channels: info.channels, onStats: (s) => Object.assign(stats, s) });
+  stats.ended = false;
+  $("ended").hidden = true;
+  const mine = (player = new Player({ sampleRate: info.sample_rate, channels: info.channels, onStats: (s) => Object.assign(stats, s) }));
   const started = player.start(); // creates the AudioContext inside the click (autoplay rules)
   recorder = new Recorder({ sampleRate: info.sample_rate, channels: info.channels });
   view.clear();
   timeline.length = 0;
   connect();
   controls();
-  try { await started; } catch (err) { notice(`Audio failed to start: ${err.message}`, "error", 0); stop(); }
+  try { await started; } catch (err) {
+    // A player stopped while starting (the jam had ended) is no failure to report.
+    if (playing && player === mine) { notice(`Audio failed to start: ${err.message}`, "error", 0); stop(); }
+  }
 }
 
 function stop() {
@@ -239,6 +267,7 @@ async function init() {
     $("examples").append(b);
   }
   $("play").onclick = () => (playing ? stop() : play());
+  $("new-jam").onclick = startNewJam;
   $("prompt-form").onsubmit = (e) => { e.preventDefault(); changePrompt($("prompt").value); };
   $("seed").onchange = () => { seedInfo(); if (playing && stats.control) stream.send({ type: "seed_image", name: $("seed").value }); };
   $("strength").oninput = () => { $("strength-out").value = Number($("strength").value).toFixed(2); };

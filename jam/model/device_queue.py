@@ -94,6 +94,8 @@ class DeviceQueue:
         self.batches = 0
         self.cancelled = 0  # batches stopped part-way because every requester had gone
         self.meter = RealTimeMeter()  # the device's own speed: audio per second of rendering
+        self.failures = 0  # requests that failed alone (after their batch was retried)
+        self._busy: deque[tuple[float, float]] = deque()  # (finished at, seconds rendering)
 
     async def __call__(self, request: TileRequest) -> RenderedTile:
         if self._worker is None or self._worker.done():
@@ -103,41 +105,57 @@ class DeviceQueue:
         return await future
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             jobs = [await self._queue.get()]
             while len(jobs) < self.max_batch and not self._queue.empty():
                 jobs.append(self._queue.get_nowait())
             jobs = [j for j in jobs if not j.future.done()]  # cancelled while waiting
-            if not jobs:
-                continue
-            t0 = time.perf_counter()
-            futures = [j.future for j in jobs]
+            if jobs:
+                await self._render(jobs)
 
-            def abandoned(futures=futures) -> bool:  # polled from the render thread
-                return all(f.done() for f in futures)
+    async def _render(self, jobs: list[_Job]) -> None:
+        """Render a batch; when it raises, render each request alone, so that only the one at
+        fault fails and every other session still gets its tile."""
+        futures = [j.future for j in jobs]
 
-            try:
-                tiles = await loop.run_in_executor(
-                    self._executor, self.render_batch, [j.request for j in jobs], abandoned
-                )
-            except RenderCancelled:
-                self.cancelled += 1
-                continue
-            except Exception as e:  # one bad batch must not kill the queue for everyone
-                log.exception("render failed for %d request(s)", len(jobs))
-                for j in jobs:
-                    if not j.future.done():
-                        j.future.set_exception(e)
-                continue
-            busy = time.perf_counter() - t0
-            self.busy_seconds += busy
-            self.meter.add(sum(t.audio.shape[-1] for t in tiles) / self.sample_rate, busy)
-            self.tiles += len(jobs)
-            self.batches += 1
-            for j, tile in zip(jobs, tiles, strict=True):
-                if not j.future.done():
-                    j.future.set_result(tile)
+        def abandoned() -> bool:  # polled from the render thread
+            return all(f.done() for f in futures)
+
+        t0 = time.perf_counter()
+        try:
+            tiles = await asyncio.get_running_loop().run_in_executor(
+                self._executor, self.render_batch, [j.request for j in jobs], abandoned
+            )
+        except RenderCancelled:
+            self.cancelled += 1
+            return
+        except Exception as e:  # one bad request must not fail the others, nor the queue
+            if len(jobs) > 1:
+                log.warning("a batch of %d failed (%s); rendering each alone", len(jobs), e)
+                for job in jobs:
+                    if not job.future.done():
+                        await self._render([job])
+                return
+            log.error("render failed: %s: %s", type(e).__name__, e, exc_info=e)
+            self.failures += 1
+            if not jobs[0].future.done():
+                jobs[0].future.set_exception(e)
+            return
+        busy = time.perf_counter() - t0
+        self.busy_seconds += busy
+        self._busy.append((time.monotonic(), busy))
+        self.meter.add(sum(t.audio.shape[-1] for t in tiles) / self.sample_rate, busy)
+        self.tiles += len(jobs)
+        self.batches += 1
+        for j, tile in zip(jobs, tiles, strict=True):
+            if not j.future.done():
+                j.future.set_result(tile)
+
+    def utilization(self, now: float, window: float = 20.0) -> float:
+        """Share of the last ``window`` seconds the device spent rendering (0 when idle)."""
+        while self._busy and self._busy[0][0] < now - window:
+            self._busy.popleft()
+        return min(1.0, sum(b for _, b in self._busy) / window)
 
     async def close(self) -> None:
         if self._worker is not None:

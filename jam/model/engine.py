@@ -172,7 +172,8 @@ class Engine:
         init = torch.cat([self.init_latents(seed_image or r.seed_image) for r in requests])
 
         scheduler = self.pipe.scheduler
-        init_steps = min(int(group.steps * group.strength), group.steps)
+        # at least one step: a low strength (0.05 x 15 steps) must still render, not raise
+        init_steps = max(1, min(int(group.steps * group.strength), group.steps))
         scheduler.start_index = max(group.steps - init_steps, 0)
         scheduler.set_timesteps(group.steps, device=self.device)
         timesteps = scheduler.timesteps

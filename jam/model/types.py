@@ -6,6 +6,7 @@ import another to speak about a tile.
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -19,11 +20,27 @@ class RenderCancelled(Exception):
     """Raised between denoising steps when nobody wants the tiles any more."""
 
 
+# Bidirectional overrides, embeddings, isolates and marks: they reorder what others see.
+_BIDI = frozenset([0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)])
+
+
+def clean_text(text: str) -> str:
+    """Text safe for a tokenizer and for every listener's screen: lone surrogates, control and
+    bidi characters removed, whitespace collapsed to single spaces."""
+    kept = []
+    for ch in text:
+        if ch.isspace():
+            kept.append(" ")
+        elif unicodedata.category(ch) not in ("Cs", "Cc") and ord(ch) not in _BIDI:
+            kept.append(ch)
+    return " ".join("".join(kept).split())
+
+
 def validate_prompt(prompt: str) -> str:
-    """The prompt, stripped; ValueError when it is empty or longer than ``MAX_PROMPT_CHARS``."""
-    if not isinstance(prompt, str) or not prompt.strip():
+    """The prompt, cleaned (:func:`clean_text`); ValueError when it is empty or longer than
+    ``MAX_PROMPT_CHARS``."""
+    if not isinstance(prompt, str) or not (prompt := clean_text(prompt)):
         raise ValueError("prompt is empty")
-    prompt = prompt.strip()
     if len(prompt) > MAX_PROMPT_CHARS:
         raise ValueError(f"prompt is {len(prompt)} characters; the limit is {MAX_PROMPT_CHARS}")
     return prompt

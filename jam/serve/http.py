@@ -5,12 +5,14 @@ Served through websockets' ``process_request`` hook, so the page and the stream 
 
 from __future__ import annotations
 
+import dataclasses
+import hmac
 import http
 import json
 import mimetypes
 from collections.abc import Callable
 from pathlib import Path
-from urllib.parse import unquote
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from websockets.datastructures import Headers
 from websockets.http11 import Response
@@ -73,21 +75,56 @@ def is_page(path: str) -> bool:
     return path == "/" or (path.startswith("/s/") and path.count("/") == 2 and len(path) > 3)
 
 
+def same_origin(origin: str, host: str | None, allowed: tuple[str, ...]) -> bool:
+    """Whether a browser page from ``origin`` may open the websocket: the page's own origin
+    (the server's ``Host``), or one the operator allowed (``*`` allows any)."""
+    if "*" in allowed or origin in allowed:
+        return True
+    return host is not None and urlsplit(origin).netloc.lower() == host.lower()
+
+
 class Routes:
-    """Answers every HTTP path but the websocket's."""
+    """Answers every HTTP request but the websocket handshake: GET and HEAD only."""
 
     def __init__(
-        self, web_dir: Path, info: dict[str, object], status: Callable[[], dict[str, object]]
+        self,
+        web_dir: Path,
+        info: dict[str, object],
+        status: Callable[[bool], dict[str, object]],
+        operator_token: str | None = None,
     ) -> None:
         self.web_dir = web_dir
         self.info = info
         self.status = status
+        self.operator_token = operator_token
 
-    def respond(self, path: str) -> Response:
+    def respond(self, method: str, target: str) -> Response:
+        if method not in ("GET", "HEAD"):
+            body = f"method {method[:20]} not allowed\n".encode()
+            return response(
+                http.HTTPStatus.METHOD_NOT_ALLOWED,
+                body,
+                "text/plain; charset=utf-8",
+                {"Allow": "GET, HEAD"},
+            )
+        answer = self._get(target)
+        if method == "HEAD":  # the same headers (Content-Length included), no body
+            return dataclasses.replace(answer, body=b"")
+        return answer
+
+    def _operator(self, query: str) -> bool:
+        token = parse_qs(query).get("token", [""])[0]
+        return self.operator_token is not None and hmac.compare_digest(
+            token.encode(), self.operator_token.encode()
+        )
+
+    def _get(self, target: str) -> Response:
+        url = urlsplit(target)
+        path = url.path
         if path == "/healthz":
             return text(http.HTTPStatus.OK, "ok\n")
-        if path == "/status":
-            return json_response(self.status())
+        if path == "/status":  # aggregates; per-session detail only for the operator
+            return json_response(self.status(self._operator(url.query)))
         if path == "/api/info":
             return json_response(self.info)
         file = self.web_dir / "index.html" if is_page(path) else static_file(self.web_dir, path)

@@ -10,16 +10,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Protocol
 
 from jam.model.device_queue import MeteredRenderer
 from jam.model.types import Renderer
 from jam.serve import protocol
+from jam.serve.admission import Admission
 from jam.serve.listener import Outgoing
 from jam.serve.session import Session, SessionContext
 from jam.stream.controls import SessionState
-from jam.stream.producer import Chunk, TileImage
+from jam.stream.producer import Chunk, RenderFailure, TileImage
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ class StreamSource(Protocol):
 
     def stream(
         self, state: SessionState, renderer: Renderer
-    ) -> AsyncIterator[Chunk | TileImage]: ...
+    ) -> AsyncIterator[Chunk | TileImage | RenderFailure]: ...
 
 
 class Hub:
@@ -45,16 +46,19 @@ class Hub:
         renderer: Renderer,
         context: SessionContext,
         *,
-        max_sessions: int = 16,
-        idle_seconds: float = 30.0,
+        admission: Admission | None = None,
+        idle_seconds: float = 10.0,
+        device_load: Callable[[float], float] | None = None,
     ) -> None:
         self.source = source
         self.renderer = renderer
         self.context = context
         self.clock = context.clock
-        self.max_sessions = max_sessions
+        self.admission = admission or Admission()
         self.idle_seconds = idle_seconds
+        self.device_load = device_load  # busy share of the device at a time (None: unknown)
         self.sessions: dict[str, Session] = {}
+        self.owners: dict[str, str] = {}  # session id -> the client address that created it
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._reaper: asyncio.Task[None] | None = None
 
@@ -62,10 +66,18 @@ class Hub:
         if self._reaper is None:
             self._reaper = asyncio.create_task(self._reap_forever(), name="hub-reaper")
 
-    def create(self, request: protocol.Create) -> Session:
-        """A new session with its producer task running; ProtocolError when refused."""
-        if len(self.sessions) >= self.max_sessions:
-            raise protocol.ProtocolError("server_full", "too many sessions; try again later")
+    def create(self, request: protocol.Create, client: str = "") -> Session:
+        """A new session with its producer task running; ProtocolError when refused.
+
+        ``client`` (the peer's address) is held to the admission policy's per-client limit.
+        """
+        load = None if self.device_load is None else self.device_load(self.clock.now())
+        self.admission.check(
+            live=len(self.sessions),
+            generating=sum(1 for s in self.sessions.values() if s.listeners),
+            client_live=sum(1 for owner in self.owners.values() if owner == client),
+            utilization=load,
+        )
         try:
             state = self.source.new_state(request.prompt, request.seed_image)
         except (KeyError, ValueError) as e:
@@ -73,6 +85,7 @@ class Hub:
         metered = MeteredRenderer(self.renderer, self.context.sample_rate, self.clock.now)
         session = Session(self.context, state, self.source.stream(state, metered), metered.meter)
         self.sessions[session.id] = session
+        self.owners[session.id] = client
         task = asyncio.create_task(session.run(), name=f"session-{session.id}")
         task.add_done_callback(lambda t, s=session: self._session_done(s, t))
         self._tasks[session.id] = task
@@ -85,6 +98,7 @@ class Hub:
     def _session_done(self, session: Session, task: asyncio.Task[None]) -> None:
         """Owner of every session task: log how it ended and tell its listeners."""
         self.sessions.pop(session.id, None)
+        self.owners.pop(session.id, None)
         self._tasks.pop(session.id, None)
         session.ended = True
         if task.cancelled():
@@ -102,7 +116,7 @@ class Hub:
         else:
             reason, code = "stream ended", protocol.CLOSE_SESSION_ENDED
         for listener in list(session.listeners.values()):
-            listener.close(code, reason)
+            listener.close(code, reason, drain=True)
         log.info("session %s ended: %s", session.id, reason)
 
     async def stop_session(self, session_id: str) -> None:
@@ -139,13 +153,18 @@ class Hub:
         for session_id in list(self._tasks):
             await self.stop_session(session_id)
 
-    def stats(self) -> dict[str, object]:
+    def stats(self, detail: bool = False) -> dict[str, object]:
+        """Aggregates for anyone; per-session detail (ids included) only for the operator."""
         sessions = [s.describe() for s in self.sessions.values()]
-        rtfs = [s["rtf"] for s in sessions if s["rtf"] is not None]
-        return {
+        rtfs = [float(s["rtf"]) for s in sessions if s["rtf"] is not None]  # type: ignore[arg-type]
+        load = None if self.device_load is None else self.device_load(self.clock.now())
+        out: dict[str, object] = {
             "sessions": len(sessions),
-            "listeners": sum(s["listeners"] for s in sessions),  # type: ignore[misc]
-            "real_time_factor": min(rtfs) if rtfs else None,  # type: ignore[type-var]
+            "listeners": sum(len(s.listeners) for s in self.sessions.values()),
+            "real_time_factor": min(rtfs) if rtfs else None,
+            "device_utilization": None if load is None else round(load, 3),
             "behind": any(s["behind"] for s in sessions),
-            "detail": sessions,
         }
+        if detail:
+            out["detail"] = sessions
+        return out

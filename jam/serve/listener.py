@@ -50,8 +50,10 @@ class Listener:
         self.sent = 0
         self.behind_since: float | None = None
         self.closed = asyncio.Event()
+        self.drained = asyncio.Event()  # closed, and nothing left to send
         self.close_code = protocol.CLOSE_GOING_AWAY
         self.close_reason = ""
+        self._drain = False
         self._queue: deque[Outgoing] = deque()
         self._queued_seconds = 0.0
         self._wake = asyncio.Event()
@@ -90,10 +92,17 @@ class Listener:
         elif now - self.behind_since >= self.kick_after:
             self.close(protocol.CLOSE_TOO_SLOW, "listener fell behind the live stream")
 
+    @property
+    def pending_text(self) -> int:
+        """Text messages waiting (a client that does not read gets no more error replies)."""
+        return sum(isinstance(item.data, str) for item in self._queue)
+
     async def next(self) -> Frame:
-        """The next frame to send; raises ListenerClosed once the listener is closed."""
+        """The next frame to send; raises ListenerClosed once the listener is closed (after
+        what was queued, when it was closed with ``drain``)."""
         while not self._queue:
             if self.closed.is_set():
+                self.drained.set()
                 raise ListenerClosed(self.close_code, self.close_reason)
             self._wake.clear()
             waiter = asyncio.ensure_future(self._wake.wait())
@@ -103,7 +112,7 @@ class Listener:
             finally:
                 waiter.cancel()
                 closer.cancel()
-        if self.closed.is_set():
+        if self.closed.is_set() and not self._drain:
             raise ListenerClosed(self.close_code, self.close_reason)
         item = self._queue.popleft()
         self._queued_seconds -= item.seconds
@@ -112,7 +121,12 @@ class Listener:
         self.sent += 1
         return item.data
 
-    def close(self, code: int, reason: str) -> None:
+    def close(self, code: int, reason: str, drain: bool = False) -> None:
+        """Stop taking frames. With ``drain`` what is queued (e.g. the error that says why
+        the session ended) is still sent before the socket closes."""
         if not self.closed.is_set():
             self.close_code, self.close_reason = code, reason
+            self._drain = drain
+            if not drain or not self._queue:
+                self.drained.set()
             self.closed.set()

@@ -17,13 +17,12 @@ from __future__ import annotations
 import json
 import math
 import struct
-from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from jam.model.types import MAX_PROMPT_CHARS
+from jam.model.types import MAX_PROMPT_CHARS, clean_text
 from jam.sound.pcm import pcm16
 
 PROTOCOL_VERSION = 1
@@ -40,6 +39,7 @@ GUIDANCE_RANGE = (0.0, 20.0)
 
 # Close codes (4000-4999 are application codes).
 CLOSE_GOING_AWAY = 1001
+CLOSE_POLICY = 1008  # too many messages or bytes, or no valid hello
 CLOSE_TOO_SLOW = 4008
 CLOSE_SESSION_ENDED = 4004
 
@@ -54,10 +54,16 @@ IMAGE_HEADER = struct.Struct("<4sIQI")
 class ProtocolError(ValueError):
     """A client message that breaks the protocol; ``code`` is a stable machine-readable name."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.retry_after = retry_after  # seconds, for refusals that pass (server_full, ...)
+
+    def to_message(self) -> str:
+        """The ``error`` message that tells the client."""
+        extra = {} if self.retry_after is None else {"retry_after": round(self.retry_after, 1)}
+        return error_message(self.code, self.message, **extra)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -110,7 +116,7 @@ def _text(obj: dict[str, Any], key: str, limit: int, *, required: bool = True) -
         return None
     if not isinstance(value, str):
         raise ProtocolError("bad_field", f"'{key}' must be a string")
-    value = " ".join(value.split())  # collapse whitespace and control characters
+    value = clean_text(value)  # no surrogates, control or bidi characters reach anyone
     if required and not value:
         raise ProtocolError("bad_field", f"'{key}' must not be empty")
     if len(value) > limit:
@@ -120,8 +126,14 @@ def _text(obj: dict[str, Any], key: str, limit: int, *, required: bool = True) -
 
 def _number(obj: dict[str, Any], key: str, bounds: tuple[float, float]) -> float:
     value = obj.get(key)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, int | float):
         raise ProtocolError("bad_field", f"'{key}' must be a number")
+    try:
+        value = float(value)  # an integer literal beyond float range raises here
+    except OverflowError:
+        raise ProtocolError("bad_field", f"'{key}' is not a representable number") from None
+    if not math.isfinite(value):
+        raise ProtocolError("bad_field", f"'{key}' must be a finite number")
     lo, hi = bounds
     if not lo <= value <= hi:
         raise ProtocolError("out_of_range", f"'{key}' must be between {lo} and {hi}")
@@ -138,6 +150,8 @@ def parse_client_message(data: str | bytes) -> ClientMessage:
         obj = json.loads(data)
     except ValueError as e:
         raise ProtocolError("bad_json", f"message is not valid JSON: {e}") from None
+    except RecursionError:  # ~1000 nested brackets fit in the size limit
+        raise ProtocolError("bad_json", "message nests too deeply") from None
     if not isinstance(obj, dict):
         raise ProtocolError("bad_json", "message must be a JSON object")
     kind = obj.get("type")
@@ -165,28 +179,6 @@ def parse_client_message(data: str | bytes) -> ClientMessage:
     if not isinstance(kind, str):
         raise ProtocolError("bad_type", "message needs a string 'type' field")
     raise ProtocolError("unknown_type", f"unknown message type {kind[:40]!r}")
-
-
-class RateLimit:
-    """At most ``count`` events per sliding ``window`` seconds (caller supplies the clock)."""
-
-    def __init__(
-        self, count: int = PROMPT_CHANGES_PER_WINDOW, window: float = PROMPT_WINDOW_SECONDS
-    ) -> None:
-        self.count = count
-        self.window = window
-        self._times: deque[float] = deque()
-
-    def allow(self, now: float) -> bool:
-        while self._times and now - self._times[0] >= self.window:
-            self._times.popleft()
-        if len(self._times) >= self.count:
-            return False
-        self._times.append(now)
-        return True
-
-    def retry_after(self, now: float) -> float:
-        return max(0.0, self.window - (now - self._times[0])) if self._times else 0.0
 
 
 # ---------------------------------------------------------------------------------------------

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
+import http
 import logging
 import signal
 import socket
-from pathlib import Path
 from urllib.parse import urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection
@@ -23,10 +24,12 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from jam.serve import protocol
-from jam.serve.http import Routes
+from jam.serve.http import Routes, same_origin, text
 from jam.serve.hub import Hub
+from jam.serve.limits import TokenBucket
 from jam.serve.listener import Listener, ListenerClosed, Outgoing
 from jam.serve.session import Session
+from jam.serve.settings import ServerSettings
 
 log = logging.getLogger(__name__)
 
@@ -39,15 +42,18 @@ WS_MAX_SIZE = 64 * 1024
 SEND_BUFFER_BYTES = 32 * 1024
 HELLO_TIMEOUT = 15.0
 CLOSE_TIMEOUT = 2.0
+FLOODER_CLOSE_TIMEOUT = 0.2
 HELLO_ATTEMPTS = 5
+MAX_PENDING_REPLIES = 32  # text messages queued for one client before error replies are dropped
 
 
 class JamServer:
     """A running jam server: the websocket endpoint, HTTP routes and the hub of sessions."""
 
-    def __init__(self, hub: Hub, web_dir: Path, info: dict[str, object]) -> None:
+    def __init__(self, hub: Hub, settings: ServerSettings, info: dict[str, object]) -> None:
         self.hub = hub
-        self.routes = Routes(web_dir, info, self.status)
+        self.settings = settings
+        self.routes = Routes(settings.web_dir, info, self.status, settings.operator_token)
         self.started = hub.clock.now()
         self._server: Server | None = None
 
@@ -102,14 +108,19 @@ class JamServer:
 
     # -- HTTP --------------------------------------------------------------------------------
 
-    def status(self) -> dict[str, object]:
-        return {"uptime": round(self.hub.clock.now() - self.started, 1), **self.hub.stats()}
+    def status(self, detail: bool = False) -> dict[str, object]:
+        uptime = round(self.hub.clock.now() - self.started, 1)
+        return {"uptime": uptime, **self.hub.stats(detail)}
 
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
-        path = urlsplit(request.path).path
-        if path == WS_PATH:
-            return None  # websockets performs the handshake (or answers 426 to plain HTTP)
-        return self.routes.respond(path)
+        if urlsplit(request.path).path != WS_PATH:
+            return self.routes.respond(request.method, request.path)
+        origin = request.headers.get("Origin")
+        host = request.headers.get("Host")
+        if origin is not None and not same_origin(origin, host, self.settings.allow_origins):
+            log.info("refused a websocket from origin %r", origin[:100])
+            return text(http.HTTPStatus.FORBIDDEN, "this origin may not open the jam stream\n")
+        return None  # websockets performs the handshake (or answers 426 to plain HTTP)
 
     # -- websocket ---------------------------------------------------------------------------
 
@@ -118,7 +129,9 @@ class JamServer:
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
-        joined = await self._hello(ws)
+        clock = self.hub.clock
+        traffic = TokenBucket(self.settings.traffic, clock.now())
+        joined = await self._hello(ws, traffic)
         if joined is None:
             return
         session, listener = joined
@@ -128,6 +141,9 @@ class JamServer:
         )
         try:
             async for raw in ws:
+                if not traffic.take(len(raw), clock.now()):
+                    await self._close_flooder(ws)
+                    break
                 self._control(session, listener, raw)
         except ConnectionClosed:
             pass
@@ -139,20 +155,26 @@ class JamServer:
                 with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
                     await task
 
-    async def _hello(self, ws: ServerConnection) -> tuple[Session, Listener] | None:
+    async def _hello(
+        self, ws: ServerConnection, traffic: TokenBucket
+    ) -> tuple[Session, Listener] | None:
         """Wait for ``create`` or ``join``; errors are answered and the client may try again."""
         for _ in range(HELLO_ATTEMPTS):
             try:
                 raw = await asyncio.wait_for(ws.recv(), HELLO_TIMEOUT)
             except TimeoutError:
-                await ws.close(1008, "expected a create or join message")
+                await ws.close(protocol.CLOSE_POLICY, "expected a create or join message")
                 return None
             except ConnectionClosed:
+                return None
+            if not traffic.take(len(raw), self.hub.clock.now()):
+                await self._close_flooder(ws)
                 return None
             try:
                 message = protocol.parse_client_message(raw)
                 if isinstance(message, protocol.Create):
-                    session = self.hub.create(message)
+                    client = ws.remote_address[0] if ws.remote_address else ""
+                    session = self.hub.create(message, client=str(client))
                     return session, session.join(control=True)
                 if isinstance(message, protocol.Join):
                     session = self.hub.get(message.session)
@@ -160,16 +182,30 @@ class JamServer:
                         raise protocol.ProtocolError(
                             "unknown_session", f"no live session {message.session!r}"
                         )
-                    control = message.token is not None and message.token == session.control_token
+                    control = message.token is not None and hmac.compare_digest(
+                        message.token.encode(), session.control_token.encode()
+                    )
                     if message.token is not None and not control:
                         raise protocol.ProtocolError("bad_token", "that control token is not valid")
                     return session, session.join(control=control)
                 raise protocol.ProtocolError("not_joined", "send create or join first")
             except protocol.ProtocolError as e:
                 with contextlib.suppress(ConnectionClosed):
-                    await ws.send(protocol.error_message(e.code, e.message))
-        await ws.close(1008, "too many bad messages before joining")
+                    await ws.send(e.to_message())
+        await ws.close(protocol.CLOSE_POLICY, "too many bad messages before joining")
         return None
+
+    @staticmethod
+    async def _close_flooder(ws: ServerConnection) -> None:
+        """Close 1008 at once; a flooder that does not read the close frame is not waited for
+        (its unread backlog would hold the connection open for seconds)."""
+        log.info("closing a connection that sends too much (%s)", ws.remote_address)
+        with contextlib.suppress(ConnectionClosed, TimeoutError):
+            await asyncio.wait_for(
+                ws.close(protocol.CLOSE_POLICY, "too many messages; see the protocol's limits"),
+                FLOODER_CLOSE_TIMEOUT,
+            )
+        ws.transport.abort()
 
     def _control(self, session: Session, listener: Listener, raw: str | bytes) -> None:
         try:
@@ -182,9 +218,9 @@ class JamServer:
                 )
             session.apply(message)
         except protocol.ProtocolError as e:
-            listener.offer(
-                Outgoing(protocol.error_message(e.code, e.message)), self.hub.clock.now()
-            )
+            # a client that does not read its replies gets no more of them (bounded queue)
+            if listener.pending_text < MAX_PENDING_REPLIES:
+                listener.offer(Outgoing(e.to_message()), self.hub.clock.now())
 
     @staticmethod
     async def _pump(ws: ServerConnection, listener: Listener) -> None:
@@ -198,6 +234,8 @@ class JamServer:
         log.info(
             "closing listener %d: %s (%d)", listener.id, listener.close_reason, listener.close_code
         )
+        with contextlib.suppress(TimeoutError):  # let the pump send what explains the close
+            await asyncio.wait_for(listener.drained.wait(), CLOSE_TIMEOUT)
         try:
             await asyncio.wait_for(
                 ws.close(listener.close_code, listener.close_reason), CLOSE_TIMEOUT

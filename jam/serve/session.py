@@ -19,10 +19,11 @@ from dataclasses import dataclass, field
 from jam.model.device_queue import RealTimeMeter
 from jam.serve import protocol
 from jam.serve.clock import Clock, StreamClock
+from jam.serve.limits import RateLimit
 from jam.serve.listener import Listener, Outgoing
 from jam.serve.settings import SessionSettings
 from jam.stream.controls import SessionState
-from jam.stream.producer import Chunk, TileImage
+from jam.stream.producer import Chunk, RenderFailure, TileImage
 
 log = logging.getLogger(__name__)
 
@@ -47,13 +48,13 @@ class Session:
         self,
         context: SessionContext,
         state: SessionState,
-        stream: AsyncIterator[Chunk | TileImage],
+        stream: AsyncIterator[Chunk | TileImage | RenderFailure],
         meter: RealTimeMeter,
     ) -> None:
         self.context = context
         self.settings = context.settings
         self.clock = context.clock
-        self.id = secrets.token_urlsafe(6)
+        self.id = secrets.token_urlsafe(16)  # 128 bits: links cannot be guessed
         self.control_token = secrets.token_urlsafe(16)
         self.state = state
         self.meter = meter
@@ -72,8 +73,8 @@ class Session:
         self._recent_images: deque[Outgoing] = deque(maxlen=3)
         self._last_health: float | None = None
         self._listening = asyncio.Event()  # set while anyone listens: the producer runs only then
-        self._prompt_limit = protocol.RateLimit()
-        self._setting_limit = protocol.RateLimit(count=20)
+        self._prompt_limit = RateLimit()
+        self._setting_limit = RateLimit(count=20)
 
     # -- clock -----------------------------------------------------------------------------
 
@@ -159,6 +160,12 @@ class Session:
         for listener in list(self.listeners.values()):
             listener.offer(item, now)
 
+    def _tell_controllers(self, message: str) -> None:
+        now = self.clock.now()
+        for listener in list(self.listeners.values()):
+            if listener.control:
+                listener.offer(Outgoing(message), now)
+
     def _broadcast_listeners(self, now: float) -> None:
         self.broadcast(
             Outgoing(protocol.encode_message("listeners", count=len(self.listeners))), now
@@ -201,6 +208,16 @@ class Session:
             async for item in self._stream:
                 if isinstance(item, TileImage):
                     self._publish_image(item)
+                    continue
+                if isinstance(item, RenderFailure):
+                    self._tell_controllers(
+                        protocol.error_message(
+                            "generation_failed",
+                            f"a tile failed to render ({item.reason}); "
+                            "the last good one plays in its place",
+                            in_a_row=item.in_a_row,
+                        )
+                    )
                     continue
                 if not self._listening.is_set():
                     # nobody listens: stop pulling, so the producer stops rendering; whoever

@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from jam.serve.admission import Admission
+from jam.serve.limits import TrafficLimits
+
 WEB_DIR = Path(__file__).resolve().parent.parent.parent / "web"
 
 
@@ -21,11 +24,14 @@ class SessionSettings:
 
 @dataclass(frozen=True)
 class ServerSettings:
-    """Where to listen, how many sessions, and the settings every session gets."""
+    """Where to listen, who may connect, which sessions are admitted, and their settings."""
 
     host: str = "127.0.0.1"
     port: int = 8765  # 0 picks a free port
     web_dir: Path = WEB_DIR
-    max_sessions: int = 16
-    idle_seconds: float = 30.0  # a session nobody listens to is freed after this long
+    idle_seconds: float = 10.0  # a session nobody listens to is freed after this long
+    admission: Admission = field(default_factory=Admission)
+    traffic: TrafficLimits = field(default_factory=TrafficLimits)
+    allow_origins: tuple[str, ...] = ()  # page origins besides the server's own ("*": any)
+    operator_token: str | None = None  # shows per-session detail at /status?token=...
     session: SessionSettings = field(default_factory=SessionSettings)

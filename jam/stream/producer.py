@@ -14,14 +14,14 @@ import contextlib
 import io
 import itertools
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from PIL import Image
 
-from jam.model.types import RenderedTile, Renderer
+from jam.model.types import RenderedTile, Renderer, TileRequest
 from jam.seeds.library import SeedLibrary
 from jam.sound.mixing import follow_gain_db, level_and_limit, rms_db
 from jam.stream.controls import SessionState, first_request, next_request
@@ -38,6 +38,11 @@ class StreamSettings:
     overlap_beats: int = 1  # crossfade between successive tiles
     evolve: float = 0.25  # alpha step per tile toward the next noise seed, prompt unchanged
     glide_tiles: int = 2  # tiles from a change to the new controls at full weight
+    max_failures: int = 3  # renders failing in a row before the stream gives up
+
+
+class GenerationFailed(RuntimeError):
+    """Renders kept failing: the stream ends (the hub tells its listeners why)."""
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,14 @@ class Chunk:
     sample_rate: int
     audio: np.ndarray  # (channels, n) float32 in [-1, 1]
     meta: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RenderFailure:
+    """A render failed and its slot plays the last good tile (or the seed loop) instead."""
+
+    reason: str
+    in_a_row: int
 
 
 @dataclass(frozen=True)
@@ -77,19 +90,26 @@ class Producer:
         self.timeline: Timeline | None = None
         self.pending: asyncio.Task[RenderedTile] | None = None
         self.pending_base: Placed | None = None
+        self.pending_request: TileRequest | None = None
         self.pending_is_switch = False
         self.seen_version = state.version
         self.gain_db: float | None = None
+        self.failures_in_row = 0
+        self._failures: list[RenderFailure] = []  # to announce with the next events
         self._ids = itertools.count()
         self._seq = itertools.count()
 
     # --- the stream -------------------------------------------------------------------------
 
-    async def stream(self) -> AsyncIterator[Chunk | TileImage]:
+    async def stream(self) -> AsyncIterator[Chunk | TileImage | RenderFailure]:
         try:
-            first = self._place(await self.renderer(first_request(self.state)), start=0)
+            request = first_request(self.state)
+            first = self._place(await self._rendered(self.renderer(request), request), start=0)
             self.timeline = Timeline(first, self.settings.overlap_beats)
             yield await self._tile_image(first)
+            for failure in self._failures:
+                yield failure
+            self._failures.clear()
             while True:
                 for event in await self._advance():
                     yield event
@@ -97,11 +117,35 @@ class Producer:
         finally:
             await self._cancel_pending()
 
-    async def _advance(self) -> list[TileImage]:
+    async def _rendered(
+        self, render: Awaitable[RenderedTile], request: TileRequest, base: Placed | None = None
+    ) -> RenderedTile:
+        """The tile, or, when its render fails, the last good one (the seed loop for the
+        first): the stream keeps playing. Only ``max_failures`` in a row end it."""
+        try:
+            tile = await render
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            self.failures_in_row += 1
+            reason = f"{type(e).__name__}: {e}"
+            log.warning("render failed (%d in a row): %s", self.failures_in_row, reason)
+            if self.failures_in_row >= self.settings.max_failures:
+                message = f"{self.failures_in_row} renders failed in a row; last: {reason}"
+                raise GenerationFailed(message) from e
+            self._failures.append(RenderFailure(reason, self.failures_in_row))
+            if base is not None:
+                return RenderedTile(base.tile.request, base.tile.audio, base.tile.image)
+            seed = self.seeds.get(request.seed_image)
+            return RenderedTile(request, seed.audio, seed.image)
+        self.failures_in_row = 0
+        return tile
+
+    async def _advance(self) -> list[TileImage | RenderFailure]:
         """Handle changes, finished renders and tile boundaries before the next chunk."""
         timeline = self.timeline
         assert timeline is not None
-        events: list[TileImage] = []
+        events: list[TileImage | RenderFailure] = []
         if self.state.version != self.seen_version:
             self.seen_version = self.state.version
             self.state.changed.clear()
@@ -111,11 +155,17 @@ class Producer:
         end = self.pos + self.chunk
         while True:
             placed = None
-            if self.pending is not None and self.pending.done():
-                placed = self._place_finished(self.pending.result())
-            elif self.pending is not None and self._needs_successor_by() < end:
-                placed = self._place_finished(await self.pending)  # renderer is behind: wait
+            pending = self.pending
+            # done, or due before this chunk ends (the renderer is behind: wait for it)
+            if pending is not None and (pending.done() or self._needs_successor_by() < end):
+                base = self.pending_base or timeline.last
+                assert self.pending_request is not None
+                placed = self._place_finished(
+                    await self._rendered(pending, self.pending_request, base)
+                )
             if placed is not None:
+                events += self._failures
+                self._failures.clear()
                 events.append(await self._tile_image(placed))
             # Render one tile ahead: ask once every queued tile's slot has begun. A switch
             # shares the current slot (its start is past), so its successor is asked for at
@@ -154,6 +204,7 @@ class Producer:
         )
         self.pending_base = base
         self.pending_is_switch = switch
+        self.pending_request = req
         self.pending = asyncio.create_task(
             self.renderer(req), name=f"render tile for {req.end.prompt!r}"
         )

@@ -106,10 +106,11 @@ async def eventually(check: Callable[[], Any], timeout: float, what: str) -> Non
         await asyncio.sleep(0.05)
 
 
-async def http_get(port: int, path: str) -> tuple[int, dict[str, str], bytes]:
-    """A raw HTTP/1.1 GET, so the path reaches the server exactly as written."""
+async def http_get(port: int, path: str, method: str = "GET") -> tuple[int, dict[str, str], bytes]:
+    """A raw HTTP/1.1 request, so the path reaches the server exactly as written."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(f"GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode())
+    head = f"{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    writer.write(head.encode())
     await writer.drain()
     raw = await reader.read()
     writer.close()

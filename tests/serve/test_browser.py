@@ -10,6 +10,7 @@ import asyncio
 import shutil
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -41,6 +42,18 @@ async def stats(page) -> dict:
     )
 
 
+async def launch(pw: Any, profile: Path) -> Any:
+    """Debian's Chromium, headless, allowed to play audio without a real user gesture."""
+    return await pw.chromium.launch_persistent_context(
+        str(profile),
+        executable_path=str(CHROMIUM),
+        headless=True,
+        args=ARGS,
+        viewport={"width": 1200, "height": 860},
+        accept_downloads=True,
+    )
+
+
 async def test_page_plays_without_gaps_and_follows_live_prompt_and_beat_changes(
     tmp_path: Path,
 ) -> None:
@@ -51,14 +64,7 @@ async def test_page_plays_without_gaps_and_follows_live_prompt_and_beat_changes(
     console: list[str] = []
     try:
         async with async_playwright() as pw:
-            browser = await pw.chromium.launch_persistent_context(
-                str(tmp_path / "profile"),
-                executable_path=str(CHROMIUM),
-                headless=True,
-                args=ARGS,
-                viewport={"width": 1200, "height": 860},
-                accept_downloads=True,
-            )
+            browser = await launch(pw, tmp_path / "profile")
             try:
                 page = browser.pages[0] if browser.pages else await browser.new_page()
                 page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
@@ -152,3 +158,60 @@ async def test_page_plays_without_gaps_and_follows_live_prompt_and_beat_changes(
         if any("pageerror" in line for line in console):
             print("\n".join(console))
     assert not [line for line in console if line.startswith("pageerror")]
+
+
+async def test_link_to_an_ended_jam_says_so_and_creates_a_jam_only_when_asked(
+    tmp_path: Path,
+) -> None:
+    """A guest on a dead share link must not silently become the controller of a new jam."""
+    from playwright.async_api import async_playwright
+
+    app = standin_app(SeedLibrary(TINY_PARAMS, width=WIDTH))
+    server = await app.serve(ServerSettings(port=0, session=SessionSettings(lead=1.5)))
+    console: list[str] = []
+    try:
+        async with async_playwright() as pw:
+            browser = await launch(pw, tmp_path / "profile")
+            try:
+                page = browser.pages[0] if browser.pages else await browser.new_page()
+                page.on("pageerror", lambda e: console.append(f"pageerror: {e}"))
+                await page.goto(server.url + "s/no-such-jam")
+                await page.wait_for_selector("#seed option", state="attached")
+                await page.click("#play")
+                await page.wait_for_function("() => window.jamStats.ended === true", timeout=5_000)
+
+                ended = page.locator("#ended")
+                button = page.get_by_role("button", name="Start a new jam")
+                assert await ended.is_visible()
+                assert "This jam has ended." in await ended.inner_text()
+                assert await button.is_visible()
+                await asyncio.sleep(0.5)  # time enough for a wrongly sent create to land
+                assert server.hub.sessions == {}, "no jam was created behind the guest's back"
+                s = await stats(page)
+                assert s["state"] == "idle" and s["control"] is False
+                assert "/s/no-such-jam" in page.url
+                await page.screenshot(path="/tmp/jam_ended.png")
+
+                await button.click()
+                await page.wait_for_function(
+                    "() => window.jamStats.nonSilentFrames > 0", timeout=8_000
+                )
+                s = await stats(page)
+                assert s["control"] is True and s["ended"] is False
+                assert not await ended.is_visible()
+                assert list(server.hub.sessions) == [s["session"]]
+                assert f"/s/{s['session']}#control=" in page.url
+
+                # The server drops the jam (as a restart would): the page reconnects, finds it
+                # gone and says so again; even its controller does not get a new one unasked.
+                await server.hub.stop_session(s["session"])
+                await page.wait_for_function("() => window.jamStats.ended === true", timeout=5_000)
+                await asyncio.sleep(0.3)
+                assert await button.is_visible()
+                assert server.hub.sessions == {}
+            finally:
+                await browser.close()
+    finally:
+        await server.close()
+        await app.close()
+    assert not console, console

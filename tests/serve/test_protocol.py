@@ -65,11 +65,18 @@ def test_parse_enforces_prompt_length_and_message_size_limits() -> None:
     assert e.value.code == "too_large"
 
 
-def test_rate_limit_allows_a_burst_then_refuses_until_the_window_passes() -> None:
-    limit = protocol.RateLimit(count=3, window=10.0)
-    assert [limit.allow(t) for t in (0.0, 1.0, 2.0, 3.0)] == [True, True, True, False]
-    assert limit.retry_after(3.0) == pytest.approx(7.0)
-    assert limit.allow(10.5) is True
+def test_text_loses_surrogates_control_and_bidi_characters_before_anyone_sees_it() -> None:
+    raw = '{"type":"prompt","text":"lo\\ud800fi \\u202ebeats\\u0007 \\u2066ok\\u2069\\tnow"}'
+    assert parse_client_message(raw) == protocol.SetPrompt("lofi beats ok now")
+    with pytest.raises(ProtocolError) as e:  # nothing left once cleaned
+        parse_client_message('{"type":"prompt","text":"\\ud800\\u202e"}')
+    assert e.value.code == "bad_field"
+
+
+def test_a_number_beyond_float_range_is_a_bad_field_not_a_crash() -> None:
+    with pytest.raises(ProtocolError) as e:
+        parse_client_message('{"type":"strength","value":1' + "0" * 309 + "}")
+    assert e.value.code == "bad_field"
 
 
 def test_audio_frame_round_trips_pcm_and_metadata() -> None:
