@@ -12,20 +12,31 @@ RETRY_AFTER = 15.0  # seconds: about one idle sweep, when abandoned sessions hav
 @dataclass(frozen=True)
 class Admission:
     """``max_sessions`` at most; ``per_client`` live sessions per client address; and a new
-    generating session only while the device would still have ``headroom`` to spare."""
+    generating session only while every session would still get ``headroom`` x real time.
+
+    Speed is measured per session (seconds of audio per second waited for its tiles, queueing
+    included: jam's one real-time factor). The device's throughput is shared, so one more
+    session is expected to leave each ``speed * measured / (generating + 1)``, where
+    ``measured`` is how many sessions were generating when ``speed`` was measured (sessions
+    admitted since count as a share each). On the embedded model on a 2-core CPU this admits 4
+    sessions; a 5th is where underruns begin (benchmarks/bench_admission.py).
+    """
 
     max_sessions: int = 16
     per_client: int = 4
-    headroom: float = 1.3
+    # 30% spare on what the stream needs: a tile's audio holds its overlap beat too (8 beats
+    # for 7 of advance), so sessions need 7/8 x real time and 1.3 x 8/7 = 1.5 of measured speed
+    headroom: float = 1.5
 
     def check(
-        self, live: int, generating: int, client_live: int, utilization: float | None
+        self,
+        live: int,
+        generating: int,
+        client_live: int,
+        speed: float | None = None,
+        measured: int = 0,
     ) -> None:
-        """Raise ProtocolError (``too_many_sessions``, ``server_full``) when refused.
-
-        ``utilization`` is the device's busy share over recent seconds with ``generating``
-        sessions rendering; one more is expected to add their average.
-        """
+        """Raise ProtocolError (``too_many_sessions``, ``server_full``) when refused."""
         if client_live >= self.per_client:
             raise ProtocolError(
                 "too_many_sessions",
@@ -34,12 +45,13 @@ class Admission:
             )
         if live >= self.max_sessions:
             raise ProtocolError("server_full", "too many sessions; try again later", RETRY_AFTER)
-        if utilization is not None and generating > 0:
-            projected = utilization * (generating + 1) / generating
-            if projected * self.headroom > 1.0:
+        if speed is not None and measured > 0:
+            projected = speed * measured / (generating + 1)
+            if projected < self.headroom:
                 raise ProtocolError(
                     "server_full",
-                    f"the device is {utilization:.0%} busy with {generating} jams; another would "
-                    "not keep up. Try again later",
+                    f"the device renders {speed:.2f}x real time for each of {generating} jams; "
+                    f"another would leave {projected:.2f}x, under the {self.headroom}x margin. "
+                    "Try again later",
                     RETRY_AFTER,
                 )

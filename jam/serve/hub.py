@@ -71,12 +71,14 @@ class Hub:
 
         ``client`` (the peer's address) is held to the admission policy's per-client limit.
         """
-        load = None if self.device_load is None else self.device_load(self.clock.now())
+        generating = [s for s in self.sessions.values() if s.listeners]
+        speeds = [f for s in generating if (f := s.meter.factor) is not None]
         self.admission.check(
             live=len(self.sessions),
-            generating=sum(1 for s in self.sessions.values() if s.listeners),
+            generating=len(generating),
             client_live=sum(1 for owner in self.owners.values() if owner == client),
-            utilization=load,
+            speed=min(speeds) if speeds else None,
+            measured=len(speeds),
         )
         try:
             state = self.source.new_state(request.prompt, request.seed_image)

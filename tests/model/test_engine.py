@@ -196,3 +196,21 @@ def test_img2img_matches_diffusers_own_img2img_pipeline_for_each_scheduler(tiny_
         output_type="latent",
     ).images
     torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-4)
+
+
+def test_the_lowest_strength_the_page_allows_still_runs_one_denoising_step(tiny_engine):
+    """0.05 x 15 steps rounds to no step at all with DPM-Solver (the embedded model's
+    scheduler): the engine runs one instead of raising."""
+    from diffusers import DPMSolverMultistepScheduler, StableDiffusionPipeline
+
+    from jam.model.engine import Engine
+
+    components = dict(tiny_engine.pipe.components)
+    components["scheduler"] = DPMSolverMultistepScheduler.from_config(
+        tiny_engine.pipe.scheduler.config
+    )
+    pipe = StableDiffusionPipeline(**components)
+    engine = Engine(Model(pipe, tiny_engine.params, tiny_engine.defaults, "dpm"), tiny_engine.seeds)
+    tile = engine.render([engine.request("quiet pads", seed=3, strength=0.05, steps=15)])[0]
+    assert len(engine.pipe.scheduler.timesteps) == 1
+    assert torch.isfinite(tile.audio).all() and tile.audio.abs().max() > 0
