@@ -200,7 +200,7 @@ class App:
     async def serve(self, settings: ServerSettings, clock: Clock | None = None) -> JamServer:
         """Start serving (``port=0`` picks a free port); returns the running server."""
         server = await self.server(settings, clock)
-        await server.start(settings.host, settings.port)
+        await server.start()
         return server
 
     # -- rendering to a file --------------------------------------------------------------------

@@ -108,7 +108,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     async def serve() -> None:
         try:
-            await serve_until_signalled(await app.server(settings), settings.host, settings.port)
+            await serve_until_signalled(await app.server(settings))
         finally:
             await app.close()
 

@@ -57,12 +57,13 @@ class JamServer:
         self.started = hub.clock.now()
         self._server: Server | None = None
 
-    async def start(self, host: str, port: int) -> None:
+    async def start(self) -> None:
+        """Listen on the settings' host and port (0: a free one) and start the hub."""
         self.hub.start()
         self._server = await ws_serve(
             self._handle,
-            host,
-            port,
+            self.settings.host,
+            self.settings.port,
             process_request=self._process_request,
             max_size=WS_MAX_SIZE,
             ping_interval=20,
@@ -246,14 +247,14 @@ class JamServer:
             ws.transport.abort()
 
 
-async def serve_until_signalled(server: JamServer, host: str, port: int) -> None:
+async def serve_until_signalled(server: JamServer) -> None:
     """Serve until SIGTERM or SIGINT, then close sockets with 1001 and stop all producers."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        await server.start(host, port)
+        await server.start()
         print(f"jam: open {server.url}", flush=True)
         try:
             await stop.wait()

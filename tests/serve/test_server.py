@@ -333,7 +333,7 @@ from tests.standin import standin_app
 logging.basicConfig(level=logging.INFO)
 app = standin_app(SeedLibrary(TINY_PARAMS, width=256))
 async def main():
-    await serve_until_signalled(await app.server(ServerSettings(port=0)), "127.0.0.1", 0)
+    await serve_until_signalled(await app.server(ServerSettings(port=0)))
 asyncio.run(main())
 print("exited cleanly", flush=True)
 """
