@@ -30,6 +30,8 @@ from jam.serve.hub import Hub
 from jam.serve.server import JamServer
 from jam.serve.session import SessionContext
 from jam.serve.settings import ServerSettings
+from jam.sound import opus
+from jam.sound.opus import default_bitrate
 from jam.stream.controls import Controls, SessionState
 from jam.stream.producer import Chunk, Producer, RenderFailure, StreamSettings, TileImage
 
@@ -162,6 +164,12 @@ class App:
         catalogue = await asyncio.to_thread(self.seed_catalogue)
         names = tuple(str(s["name"]) for s in catalogue)
         p = self.seeds.params
+        bitrate = settings.bitrate
+        if bitrate is None:
+            bitrate = default_bitrate(p.sample_rate, p.channels)
+        if bitrate and not opus.available():
+            log.warning("PyAV with libopus is missing: streaming 16-bit PCM only")
+            bitrate = 0
         context = SessionContext(
             settings=settings.session,
             clock=clock or SystemClock(),
@@ -169,6 +177,7 @@ class App:
             channels=p.channels,
             seed_names=names,
             welcome_extra={"seeds": catalogue},
+            opus_bitrate=bitrate or None,
         )
         hub = Hub(
             self,
@@ -184,6 +193,7 @@ class App:
             "channels": p.channels,
             "hop_length": p.hop_length,
             "tile_width": self.seeds.width,
+            "codecs": ["opus", "pcm"] if bitrate else ["pcm"],
             "seeds": catalogue,
             "default_seed": self.default_seed(names),
             "examples": list(EXAMPLE_PROMPTS),

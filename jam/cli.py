@@ -103,6 +103,7 @@ def _serve(args: argparse.Namespace) -> int:
         port=args.port,
         allow_origins=tuple(args.allow_origin),
         operator_token=args.operator_token,
+        bitrate=args.bitrate,
     )
     app = load_app(args)
 
@@ -144,6 +145,12 @@ def build_parser() -> argparse.ArgumentParser:
         "https://jam.example.org (repeatable; '*' allows any)",
     )
     s.add_argument(
+        "--bitrate",
+        type=int,
+        help="Opus bits per second per stream (default: 40000 for 22 kHz mono models, 64000 "
+        "at 44.1 kHz; 0 streams 16-bit PCM only)",
+    )
+    s.add_argument(
         "--operator-token",
         help="a secret that shows per-session detail at /status?token=SECRET",
     )
@@ -154,7 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("prompt")
     r.add_argument("--to", help="glide to this prompt over the length of the file")
     r.add_argument("--seconds", type=float, default=30.0)
-    r.add_argument("-o", "--output", required=True, help="out.wav, out.mp3, out.ogg or out.flac")
+    r.add_argument(
+        "-o", "--output", required=True, help="out.wav, out.mp3, out.opus, out.ogg or out.flac"
+    )
     model_options(r)
     r.add_argument("--seed-image", help="seed loop name or an audio file (default: the model's)")
     r.add_argument("--seed", type=int, default=0, help="noise seed")

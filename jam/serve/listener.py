@@ -40,10 +40,16 @@ class Listener:
     """
 
     def __init__(
-        self, listener_id: int, control: bool, max_seconds: float, kick_after: float
+        self,
+        listener_id: int,
+        control: bool,
+        max_seconds: float,
+        kick_after: float,
+        codec: str = "pcm",
     ) -> None:
         self.id = listener_id
         self.control = control
+        self.codec = codec  # which encoding of the session's audio this listener gets
         self.max_seconds = max_seconds
         self.kick_after = kick_after
         self.dropped = 0

@@ -43,10 +43,15 @@ CLOSE_POLICY = 1008  # too many messages or bytes, or no valid hello
 CLOSE_TOO_SLOW = 4008
 CLOSE_SESSION_ENDED = 4004
 
+CODECS = ("opus", "pcm")  # what audio frames may carry
+
 AUDIO_MAGIC = b"JAMA"
+OPUS_MAGIC = b"JAMO"
 IMAGE_MAGIC = b"JAMI"
 # magic, seq u32, offset u64, sample_rate u32, channels u16, reserved u16, frames u32, meta_len u32
+# (an Opus frame, JAMO, has the same layout with its packet count in the reserved slot)
 AUDIO_HEADER = struct.Struct("<4sIQIHHII")
+PACKET_LENGTH = struct.Struct("<H")
 # magic, tile u32, offset u64, meta_len u32
 IMAGE_HEADER = struct.Struct("<4sIQI")
 
@@ -76,6 +81,7 @@ class Create:
 
     prompt: str | None = None
     seed_image: str | None = None
+    codecs: tuple[str, ...] = ()  # what the client decodes, preferred first ("opus", "pcm")
 
 
 @dataclass(frozen=True)
@@ -84,6 +90,7 @@ class Join:
 
     session: str
     token: str | None = None
+    codecs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -140,6 +147,19 @@ def _number(obj: dict[str, Any], key: str, bounds: tuple[float, float]) -> float
     return float(value)
 
 
+def _codecs(obj: dict[str, Any]) -> tuple[str, ...]:
+    """The codecs a client decodes, in its order of preference (unknown names are skipped)."""
+    value = obj.get("codecs", [])
+    if not isinstance(value, list) or len(value) > 8 or not all(isinstance(c, str) for c in value):
+        raise ProtocolError("bad_field", "'codecs' must be a list of up to 8 codec names")
+    return tuple(dict.fromkeys(c for c in value if c in CODECS))
+
+
+def choose_codec(offered: tuple[str, ...], available: tuple[str, ...]) -> str:
+    """The first codec the client offered that the server has; PCM when none (or no offer)."""
+    return next((c for c in offered if c in available), "pcm")
+
+
 def parse_client_message(data: str | bytes) -> ClientMessage:
     """Validate one websocket message from a client; raises ProtocolError with a clear reason."""
     if isinstance(data, bytes | bytearray | memoryview):
@@ -159,11 +179,13 @@ def parse_client_message(data: str | bytes) -> ClientMessage:
         return Create(
             prompt=_text(obj, "prompt", MAX_PROMPT_CHARS, required=False),
             seed_image=_text(obj, "seed_image", MAX_NAME_CHARS, required=False),
+            codecs=_codecs(obj),
         )
     if kind == "join":
         session = _text(obj, "session", MAX_NAME_CHARS)
         assert session is not None
-        return Join(session=session, token=_text(obj, "token", MAX_NAME_CHARS, required=False))
+        token = _text(obj, "token", MAX_NAME_CHARS, required=False)
+        return Join(session=session, token=token, codecs=_codecs(obj))
     if kind == "prompt":
         text = _text(obj, "text", MAX_PROMPT_CHARS)
         assert text is not None
@@ -215,6 +237,28 @@ def encode_audio_frame(
     return header + block + pcm16(audio).tobytes()
 
 
+def encode_opus_frame(
+    seq: int,
+    offset: int,
+    sample_rate: int,
+    channels: int,
+    packets: list[bytes],
+    packet_samples: int,
+    meta: dict[str, Any],
+) -> bytes:
+    """A binary Opus frame: header, JSON metadata, then each packet as u16 length + bytes.
+
+    Packet ``i`` starts at stream sample ``offset + i * packet_samples`` (20 ms packets).
+    """
+    block = _meta_block(meta, AUDIO_HEADER.size)
+    frames = len(packets) * packet_samples
+    header = AUDIO_HEADER.pack(
+        OPUS_MAGIC, seq, offset, sample_rate, channels, len(packets), frames, len(block)
+    )
+    body = b"".join(PACKET_LENGTH.pack(len(p)) + p for p in packets)
+    return header + block + body
+
+
 def encode_image_frame(tile: int, offset: int, png: bytes, meta: dict[str, Any]) -> bytes:
     """A binary tile image frame: header, JSON metadata, PNG bytes."""
     block = _meta_block(meta, IMAGE_HEADER.size)
@@ -237,6 +281,21 @@ class AudioFrame:
 
 
 @dataclass(frozen=True)
+class OpusFrame:
+    seq: int
+    offset: int
+    sample_rate: int
+    channels: int
+    frames: int  # stream samples the packets cover
+    meta: dict[str, Any]
+    packets: list[bytes]
+
+    @property
+    def seconds(self) -> float:
+        return self.frames / self.sample_rate
+
+
+@dataclass(frozen=True)
 class ImageFrame:
     tile: int
     offset: int
@@ -244,9 +303,21 @@ class ImageFrame:
     png: bytes
 
 
-def decode_frame(data: bytes) -> AudioFrame | ImageFrame:
+def decode_frame(data: bytes) -> AudioFrame | OpusFrame | ImageFrame:
     """Inverse of the encoders, for Python clients and tests."""
     magic = bytes(data[:4])
+    if magic == OPUS_MAGIC:
+        _, seq, offset, rate, channels, count, frames, meta_len = AUDIO_HEADER.unpack_from(data)
+        start = AUDIO_HEADER.size
+        meta = json.loads(data[start : start + meta_len])
+        pos, packets = start + meta_len, []
+        for _ in range(count):
+            (length,) = PACKET_LENGTH.unpack_from(data, pos)
+            packets.append(bytes(data[pos + 2 : pos + 2 + length]))
+            pos += 2 + length
+        if pos != len(data):
+            raise ValueError(f"opus frame has {len(data) - pos} bytes after its {count} packets")
+        return OpusFrame(seq, offset, rate, channels, frames, meta, packets)
     if magic == AUDIO_MAGIC:
         _, seq, offset, rate, channels, _, frames, meta_len = AUDIO_HEADER.unpack_from(data)
         start = AUDIO_HEADER.size

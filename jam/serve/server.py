@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hmac
 import http
 import logging
 import signal
 import socket
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection
 from websockets.asyncio.server import serve as ws_serve
@@ -24,16 +25,19 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from jam.serve import protocol
-from jam.serve.http import Routes, same_origin, text
+from jam.serve.http import Routes, response, same_origin, text
 from jam.serve.hub import Hub
 from jam.serve.limits import TokenBucket
 from jam.serve.listener import Listener, ListenerClosed, Outgoing
+from jam.serve.recording import FORMATS, RECORDING_SECONDS, encode_file
 from jam.serve.session import Session
 from jam.serve.settings import ServerSettings
 
 log = logging.getLogger(__name__)
 
 WS_PATH = "/ws"
+RECORDING_PATH = "/recording/"
+MAX_ENCODING = 2
 # Frames above this are refused by websockets itself (close 1009); smaller ones that break
 # protocol.MAX_MESSAGE_BYTES get an error message and the connection stays open.
 WS_MAX_SIZE = 64 * 1024
@@ -56,6 +60,7 @@ class JamServer:
         self.routes = Routes(settings.web_dir, info, self.status, settings.operator_token)
         self.started = hub.clock.now()
         self._server: Server | None = None
+        self._encoding = asyncio.Semaphore(MAX_ENCODING)  # recordings being encoded at once
 
     async def start(self) -> None:
         """Listen on the settings' host and port (0: a free one) and start the hub."""
@@ -113,8 +118,13 @@ class JamServer:
         uptime = round(self.hub.clock.now() - self.started, 1)
         return {"uptime": uptime, **self.hub.stats(detail)}
 
-    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
-        if urlsplit(request.path).path != WS_PATH:
+    async def _process_request(
+        self, connection: ServerConnection, request: Request
+    ) -> Response | None:
+        path = urlsplit(request.path).path
+        if path.startswith(RECORDING_PATH) and request.method in ("GET", "HEAD"):
+            return await self._recording(request)
+        if path != WS_PATH:
             return self.routes.respond(request.method, request.path)
         origin = request.headers.get("Origin")
         host = request.headers.get("Host")
@@ -122,6 +132,38 @@ class JamServer:
             log.info("refused a websocket from origin %r", origin[:100])
             return text(http.HTTPStatus.FORBIDDEN, "this origin may not open the jam stream\n")
         return None  # websockets performs the handshake (or answers 426 to plain HTTP)
+
+    async def _recording(self, request: Request) -> Response:
+        """``/recording/<session>.<fmt>?seconds=N``: the session's last N seconds as a file,
+        encoded off the event loop, a few at a time."""
+        url = urlsplit(request.path)
+        name = url.path[len(RECORDING_PATH) :]
+        session_id, _, fmt = name.rpartition(".")
+        if fmt not in FORMATS:
+            return text(
+                http.HTTPStatus.BAD_REQUEST, f"format must be one of {', '.join(FORMATS)}\n"
+            )
+        try:
+            seconds = float(parse_qs(url.query).get("seconds", [RECORDING_SECONDS])[0])
+        except ValueError:
+            seconds = -1.0
+        if not 1 <= seconds <= RECORDING_SECONDS:
+            limit = f"{RECORDING_SECONDS:.0f}"
+            return text(http.HTTPStatus.BAD_REQUEST, f"seconds must be between 1 and {limit}\n")
+        session = self.hub.get(session_id)
+        if session is None or session.recording.seconds == 0:
+            return text(http.HTTPStatus.NOT_FOUND, "no such jam, or nothing recorded yet\n")
+        if self._encoding.locked():
+            return text(http.HTTPStatus.SERVICE_UNAVAILABLE, "busy encoding; try again\n")
+        async with self._encoding:
+            pcm = session.recording.last(seconds)
+            rate = session.recording.sample_rate
+            body = await asyncio.to_thread(encode_file, pcm, rate, fmt)
+        disposition = f'attachment; filename="jam-{session_id}.{fmt}"'
+        answer = response(
+            http.HTTPStatus.OK, body, FORMATS[fmt], {"Content-Disposition": disposition}
+        )
+        return answer if request.method == "GET" else dataclasses.replace(answer, body=b"")
 
     # -- websocket ---------------------------------------------------------------------------
 
@@ -176,7 +218,7 @@ class JamServer:
                 if isinstance(message, protocol.Create):
                     client = ws.remote_address[0] if ws.remote_address else ""
                     session = self.hub.create(message, client=str(client))
-                    return session, session.join(control=True)
+                    return session, session.join(control=True, codecs=message.codecs)
                 if isinstance(message, protocol.Join):
                     session = self.hub.get(message.session)
                     if session is None:
@@ -188,7 +230,7 @@ class JamServer:
                     )
                     if message.token is not None and not control:
                         raise protocol.ProtocolError("bad_token", "that control token is not valid")
-                    return session, session.join(control=control)
+                    return session, session.join(control=control, codecs=message.codecs)
                 raise protocol.ProtocolError("not_joined", "send create or join first")
             except protocol.ProtocolError as e:
                 with contextlib.suppress(ConnectionClosed):

@@ -21,7 +21,9 @@ from jam.serve import protocol
 from jam.serve.clock import Clock, StreamClock
 from jam.serve.limits import RateLimit
 from jam.serve.listener import Listener, Outgoing
+from jam.serve.recording import RECORDING_SECONDS, Recording
 from jam.serve.settings import SessionSettings
+from jam.sound.opus import CODEC_RATE, PRE_SKIP, OpusEncoder
 from jam.stream.controls import SessionState
 from jam.stream.producer import Chunk, RenderFailure, TileImage
 
@@ -38,6 +40,7 @@ class SessionContext:
     channels: int
     seed_names: tuple[str, ...]  # the seed loops a controller may switch to
     welcome_extra: dict[str, object] = field(default_factory=dict)
+    opus_bitrate: int | None = None  # None: PCM only (no libopus here, or switched off)
     listener_ids: Iterator[int] = field(default_factory=lambda: iter(range(1, 2**62)))
 
 
@@ -69,7 +72,14 @@ class Session:
         )
         self._stream = stream
         self._published_end = 0
-        self._recent_audio: deque[Outgoing] = deque()
+        self.codecs: tuple[str, ...] = ("pcm",)
+        self._opus: OpusEncoder | None = None
+        if context.opus_bitrate:
+            self._opus = OpusEncoder(context.sample_rate, context.channels, context.opus_bitrate)
+            self.codecs = ("opus", "pcm")
+        # per codec: the frames a late joiner starts from (the chunk playing now, and on)
+        self._recent_audio: dict[str, deque[Outgoing]] = {c: deque() for c in self.codecs}
+        self.recording = Recording(context.sample_rate, context.channels, RECORDING_SECONDS)
         self._recent_images: deque[Outgoing] = deque(maxlen=3)
         self._last_health: float | None = None
         self._listening = asyncio.Event()  # set while anyone listens: the producer runs only then
@@ -90,8 +100,9 @@ class Session:
 
     # -- listeners -------------------------------------------------------------------------
 
-    def join(self, control: bool) -> Listener:
-        """Add a listener at the live edge: welcome, recent tile images, then audio from now on."""
+    def join(self, control: bool, codecs: tuple[str, ...] = ()) -> Listener:
+        """Add a listener at the live edge: welcome, recent tile images, then audio from now on,
+        in the first of ``codecs`` this session encodes (PCM when none)."""
         now = self.clock.now()
         # The queue holds the lead (published ahead of the playhead) plus the allowed lag.
         listener = Listener(
@@ -99,6 +110,7 @@ class Session:
             control,
             self.settings.lead + self.settings.listener_queue_seconds,
             self.settings.kick_after,
+            codec=protocol.choose_codec(codecs, self.codecs),
         )
         self.listeners[listener.id] = listener
         self.empty_since = None
@@ -107,7 +119,7 @@ class Session:
         playhead = self.playhead(now)
         for image in self._recent_images:
             listener.offer(image, now)
-        for audio in self._recent_audio:
+        for audio in self._recent_audio[listener.codec]:
             if audio.end > playhead:
                 listener.offer(audio, now)
         self._broadcast_listeners(now)
@@ -149,8 +161,11 @@ class Session:
             "playhead": self.playhead(now),
             "listeners": len(self.listeners),
             "state": self.state.snapshot(),
+            "codec": listener.codec,
             **self.context.welcome_extra,
         }
+        if listener.codec == "opus":
+            fields |= {"codec_rate": CODEC_RATE, "pre_skip": PRE_SKIP}
         if listener.control:
             fields["token"] = self.control_token
         return protocol.encode_message("welcome", **fields)
@@ -247,24 +262,49 @@ class Session:
             )
 
     def _publish_chunk(self, chunk: Chunk) -> None:
+        """Encode the chunk once per codec and offer each listener its own encoding."""
         now = self.clock.now()
         frames = chunk.audio.shape[-1]
         meta = {**chunk.meta, "seq": chunk.seq, "offset": chunk.offset}
-        item = Outgoing(
-            protocol.encode_audio_frame(
-                chunk.seq, chunk.offset, chunk.sample_rate, chunk.audio, meta
-            ),
-            seconds=frames / chunk.sample_rate,
-            offset=chunk.offset,
-            end=chunk.offset + frames,
-        )
+        encoded = {
+            "pcm": Outgoing(
+                protocol.encode_audio_frame(
+                    chunk.seq, chunk.offset, chunk.sample_rate, chunk.audio, meta
+                ),
+                seconds=frames / chunk.sample_rate,
+                offset=chunk.offset,
+                end=chunk.offset + frames,
+            )
+        }
+        if self._opus is not None and (packets := self._opus.encode(chunk.audio)):
+            step = self._opus.packet_samples
+            first, end = packets[0].offset, packets[-1].offset + step
+            encoded["opus"] = Outgoing(
+                protocol.encode_opus_frame(
+                    chunk.seq,
+                    first,
+                    chunk.sample_rate,
+                    chunk.audio.shape[0],
+                    [p.data for p in packets],
+                    step,
+                    meta | {"offset": first},
+                ),
+                seconds=(end - first) / chunk.sample_rate,
+                offset=first,
+                end=end,
+            )
         self.chunks += 1
-        self._published_end = item.end
-        self._recent_audio.append(item)
+        self._published_end = chunk.offset + frames
+        self.recording.add(chunk.audio)
         playhead = self.playhead(now)
-        while self._recent_audio and self._recent_audio[0].end <= playhead:
-            self._recent_audio.popleft()
-        self.broadcast(item, now)
+        for codec, item in encoded.items():
+            recent = self._recent_audio[codec]
+            recent.append(item)
+            while recent and recent[0].end <= playhead:
+                recent.popleft()
+        for listener in list(self.listeners.values()):
+            if (item := encoded.get(listener.codec)) is not None:
+                listener.offer(item, now)
         rtf = self.meter.factor
         if rtf is not None and rtf >= 1.05 and self.lead_seconds(now) > 0:
             self.behind = False

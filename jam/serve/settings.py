@@ -34,4 +34,5 @@ class ServerSettings:
     traffic: TrafficLimits = field(default_factory=TrafficLimits)
     allow_origins: tuple[str, ...] = ()  # page origins besides the server's own ("*": any)
     operator_token: str | None = None  # shows per-session detail at /status?token=...
+    bitrate: int | None = None  # Opus bits/s per stream (None: by the model's rate; 0: PCM only)
     session: SessionSettings = field(default_factory=SessionSettings)

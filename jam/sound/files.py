@@ -7,6 +7,7 @@ Audio is a float32 tensor ``(channels, samples)`` in [-1, 1]. Decoding goes thro
 
 from __future__ import annotations
 
+import io
 import wave
 from pathlib import Path
 
@@ -17,7 +18,8 @@ from pydub import AudioSegment
 from jam.sound.pcm import pcm16
 
 WAV_SUFFIXES = (".wav", ".wave")
-PYDUB_FORMATS = {".mp3": "mp3", ".ogg": "ogg", ".flac": "flac"}
+PYDUB_FORMATS = {".mp3": "mp3", ".ogg": "ogg", ".flac": "flac", ".opus": "opus"}
+FORMAT_NAMES = ", ".join(PYDUB_FORMATS.values())
 
 
 class AudioDecodeError(ValueError):
@@ -47,15 +49,33 @@ def read_audio(path: str | Path) -> tuple[torch.Tensor, int]:
     return torch.from_numpy(np.ascontiguousarray(audio)), int(rate)
 
 
+def encode_audio(frames: np.ndarray, sample_rate: int, kind: str) -> bytes:
+    """Interleaved int16 ``frames`` (n, channels) as a file's bytes: ``wav`` with the standard
+    ``wave`` module, ``mp3``/``ogg``/``flac``/``opus`` (Ogg Opus, at 48 kHz) via ffmpeg."""
+    buf = io.BytesIO()
+    if kind == "wav":
+        with wave.open(buf, "wb") as out:
+            out.setnchannels(frames.shape[1])
+            out.setsampwidth(2)
+            out.setframerate(int(sample_rate))
+            out.writeframes(frames.tobytes())
+        return buf.getvalue()
+    if kind not in PYDUB_FORMATS.values():
+        raise ValueError(f"unknown audio format {kind!r}; use wav or one of {FORMAT_NAMES}")
+    segment = AudioSegment(
+        data=frames.tobytes(), sample_width=2, frame_rate=int(sample_rate), channels=frames.shape[1]
+    )
+    if kind == "opus":
+        segment = segment.set_frame_rate(48000)  # Opus's own rate
+    bitrate = {"mp3": "128k", "opus": "64k"}.get(kind)
+    segment.export(buf, format=kind, bitrate=bitrate)
+    return buf.getvalue()
+
+
 def write_wav(path: str | Path, audio: torch.Tensor | np.ndarray, sample_rate: int) -> Path:
     """Write ``audio`` (channels, samples) or (samples,) as 16-bit PCM WAV."""
-    frames = pcm16(audio)
     path = Path(path)
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(frames.shape[1])
-        out.setsampwidth(2)
-        out.setframerate(int(sample_rate))
-        out.writeframes(frames.tobytes())
+    path.write_bytes(encode_audio(pcm16(audio), sample_rate, "wav"))
     return path
 
 
@@ -72,13 +92,8 @@ def audio_format(path: str | Path) -> str:
 
 
 def write_audio(path: str | Path, audio: torch.Tensor | np.ndarray, sample_rate: int) -> Path:
-    """Write ``audio`` in the format its suffix names: WAV directly, MP3/OGG/FLAC via ffmpeg."""
+    """Write ``audio`` in the format its suffix names: WAV directly, MP3/OGG/FLAC/Opus via
+    ffmpeg."""
     path = Path(path)
-    if (kind := audio_format(path)) == "wav":
-        return write_wav(path, audio, sample_rate)
-    frames = pcm16(audio)
-    segment = AudioSegment(
-        data=frames.tobytes(), sample_width=2, frame_rate=int(sample_rate), channels=frames.shape[1]
-    )
-    segment.export(path, format=kind).close()  # export hands back an open file
+    path.write_bytes(encode_audio(pcm16(audio), sample_rate, audio_format(path)))
     return path

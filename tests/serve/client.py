@@ -34,7 +34,7 @@ class Client:
     def __init__(self, ws: ClientConnection) -> None:
         self.ws = ws
         self.messages: list[tuple[float, dict[str, Any]]] = []
-        self.audio: list[tuple[float, protocol.AudioFrame, bytes]] = []
+        self.audio: list[tuple[float, protocol.AudioFrame | protocol.OpusFrame, bytes]] = []
         self.images: list[protocol.ImageFrame] = []
         self.closed = False
         self._changed = asyncio.Event()
@@ -54,7 +54,7 @@ class Client:
                     self.messages.append((now, json.loads(raw)))
                 else:
                     frame = protocol.decode_frame(raw)
-                    if isinstance(frame, protocol.AudioFrame):
+                    if isinstance(frame, protocol.AudioFrame | protocol.OpusFrame):
                         self.audio.append((now, frame, raw))
                     else:
                         self.images.append(frame)

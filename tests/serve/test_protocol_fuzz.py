@@ -151,8 +151,8 @@ random_messages = st.builds(
 )
 # Each type's own fields, mostly with values of the right kind: these get accepted often.
 OWN_FIELDS = {
-    "create": ([], ["prompt", "seed_image"]),
-    "join": (["session"], ["token"]),
+    "create": ([], ["prompt", "seed_image", "codecs"]),
+    "join": (["session"], ["token", "codecs"]),
     "prompt": (["text"], []),
     "seed_image": (["name"], []),
     "strength": (["value"], []),
@@ -161,6 +161,9 @@ OWN_FIELDS = {
 
 
 def plausible(field: str) -> st.SearchStrategy[Any]:
+    if field == "codecs":
+        names = st.sampled_from(["opus", "pcm", "mp3", "", "OPUS"])
+        return st.one_of(st.lists(names, max_size=10), field_values)
     if field == "value":
         return st.one_of(st.floats(0.0, 1.0), st.integers(0, 25), numbers, field_values)
     return st.one_of(words, words, texts, long_texts, field_values)
@@ -224,6 +227,8 @@ def check(raw: str | bytes) -> protocol.ClientMessage | ProtocolError:
         elif isinstance(value, float):
             lo, hi = RANGES[type(message)]
             assert math.isfinite(value) and lo <= value <= hi, value
+        elif field.name == "codecs":  # known names only, each once
+            assert set(value) <= set(protocol.CODECS) and len(set(value)) == len(value), value
         else:
             assert value is None and field.name in ("prompt", "seed_image", "token"), field
     if isinstance(message, protocol.Join | protocol.SetPrompt | protocol.SetSeedImage):
