@@ -43,8 +43,9 @@ def test_render_writes_a_continuous_wav_of_the_asked_length(tiny_model_dir, tmp_
     assert np.abs(audio).max() < 0.99
 
 
-def test_render_writes_mp3_through_ffmpeg(tiny_model_dir, tmp_path):
-    out = tmp_path / "out.mp3"
+@pytest.mark.parametrize("suffix", ["mp3", "opus"])
+def test_render_writes_mp3_and_opus_through_ffmpeg(tiny_model_dir, tmp_path, suffix):
+    out = tmp_path / f"out.{suffix}"
     result = jam(
         "render", "lofi hip hop", "--seconds", "6", "-o", str(out), "--model", str(tiny_model_dir)
     )

@@ -7,9 +7,9 @@ Two kinds of websocket message go to the client:
 
 * text: one JSON object with a ``type`` field (``welcome``, ``state``, ``health``, ``dropped``,
   ``error``);
-* binary: a frame starting with a 4-byte magic — ``JAMA`` (audio: 16-bit PCM) or ``JAMI``
-  (a tile's spectrogram PNG) — then a fixed little-endian header, a JSON metadata block padded
-  to a multiple of 4 bytes, then the payload.
+* binary: a frame starting with a 4-byte magic — ``JAMA`` (audio: 16-bit PCM), ``JAMO``
+  (audio: 20 ms Opus packets) or ``JAMI`` (a tile's spectrogram PNG) — then a fixed
+  little-endian header, a JSON metadata block padded to a multiple of 4 bytes, the payload.
 """
 
 from __future__ import annotations
