@@ -1,7 +1,7 @@
 // The jam page: wires the stream, the player, the spectrogram view and the controls together.
 
+import { canDecodeOpus, OpusDecoder, OPUS_RATE } from "./opus.js";
 import { Player } from "./player.js";
-import { Recorder } from "./recorder.js";
 import { SpectrogramView } from "./spectrogram.js";
 import { Stream } from "./stream.js";
 
@@ -11,14 +11,21 @@ const $ = (id) => document.getElementById(id);
 const stats = (window.jamStats = {
   state: "idle", session: null, control: false, listeners: 0,
   framesPlayed: 0, nonSilentFrames: 0, underruns: 0, skipped: 0, buffered: 0,
-  chunks: 0, tiles: 0, bytes: 0, dropped: 0, prompt: null, seedImage: null, errors: [],
-  ended: false,
+  chunks: 0, tiles: 0, bytes: 0, frameBytes: 0, dropped: 0, prompt: null, seedImage: null, errors: [],
+  ended: false, codec: null, position: -1, receivedEnd: 0, // stream sample where received audio ends
 });
+// The stream sample playing now, and when (ms since the epoch: comparable across tabs).
+window.jamNow = () => ({ position: player && playing ? player.position() : -1, at: performance.timeOrigin + performance.now() });
+
+const RECORDING_SECONDS = 180; // what the server keeps of a session, for the download
 
 let info = null; // server info from /api/info: sample_rate, channels, hop_length, seeds, examples
 let sessionId = location.pathname.startsWith("/s/") ? decodeURIComponent(location.pathname.slice(3)) : null;
 let token = new URLSearchParams(location.hash.slice(1)).get("control");
-let stream = null, player = null, view = null, recorder = null;
+let stream = null, player = null, view = null, opus = null;
+// Offer Opus only where WebCodecs decodes it (checked once in init); `?codec=pcm` forces PCM.
+const forcePcm = new URLSearchParams(location.search).get("codec") === "pcm";
+let opusOK = false;
 let playing = false, joinPlayhead = 0, retries = 0, pendingPrompt = null, noticeTimer = null;
 const timeline = []; // [{offset, end, meta}] of received chunks, to label what is audible
 
@@ -44,7 +51,7 @@ function links() {
   $("share").value = base;
   $("control-card").hidden = !token;
   $("control-link").value = token ? `${base}#control=${token}` : "";
-  history.replaceState(null, "", `/s/${encodeURIComponent(sessionId)}${token ? `#control=${token}` : ""}`);
+  history.replaceState(null, "", `/s/${encodeURIComponent(sessionId)}${location.search}${token ? `#control=${token}` : ""}`);
 }
 
 function showState(s) {
@@ -76,6 +83,7 @@ function onMessage(msg) {
       Object.assign(stats, { session: msg.session, control: msg.control, listeners: msg.listeners });
       joinPlayhead = msg.playhead;
       $("listeners").textContent = msg.listeners;
+      listen(msg);
       links();
       showState(msg.state);
       controls();
@@ -89,6 +97,7 @@ function onMessage(msg) {
       $("listeners").textContent = msg.count;
       break;
     case "health":
+      if (player && typeof msg.playhead === "number") player.follow(msg.playhead);
       $("rtf").textContent = msg.rtf == null ? "—" : `${msg.rtf.toFixed(2)}× real time`;
       $("rtf").classList.toggle("bad", msg.behind || (msg.rtf != null && msg.rtf < 1));
       if (msg.behind) notice("The server is falling behind — the music may pause while it catches up.", "warn", 4000);
@@ -112,6 +121,35 @@ function onMessage(msg) {
   }
 }
 
+/** After `welcome`: play its codec, on a ring running at that codec's clock. */
+function listen(msg) {
+  const codec = msg.codec === "opus" ? "opus" : "pcm"; // an older server says nothing: PCM
+  stats.codec = codec;
+  const streamRate = msg.sample_rate || info.sample_rate, channels = msg.channels || info.channels;
+  const rate = codec === "opus" ? msg.codec_rate || OPUS_RATE : streamRate;
+  if (player.sampleRate !== rate || player.streamRate !== streamRate || player.channels !== channels) {
+    player.stop(); // guessed wrong at the click (the server chose otherwise): start again
+    startPlayer(rate, streamRate, channels);
+  }
+  if (opus) opus.close();
+  opus = null;
+  if (codec !== "opus") return;
+  const dec = (opus = new OpusDecoder({
+    channels,
+    codecRate: rate,
+    preSkip: msg.pre_skip || 0,
+    onAudio: (position, planes) => {
+      if (dec !== opus) return;
+      const start = Math.round((joinPlayhead * rate) / streamRate); // trim before the live edge
+      const n = planes[0].length;
+      if (position + n <= start) return;
+      if (position < start) { planes = planes.map((p) => p.subarray(start - position)); position = start; }
+      player.pushFloat(position, planes);
+    },
+    onError: (err) => { stats.errors.push({ code: "decoder", message: String(err && err.message) }); },
+  }));
+}
+
 function onFrame(frame) {
   if (frame.kind === "image") {
     stats.tiles++;
@@ -119,18 +157,26 @@ function onFrame(frame) {
     return;
   }
   stats.chunks++;
-  stats.bytes += frame.pcm.byteLength;
-  let { offset, pcm } = frame;
+  stats.frameBytes += frame.size;
+  let { offset } = frame;
   const end = offset + frame.frames;
-  if (end <= joinPlayhead) return; // a late joiner starts at the live edge
-  if (offset < joinPlayhead) {
-    pcm = pcm.subarray((joinPlayhead - offset) * frame.channels);
-    offset = joinPlayhead;
+  if (frame.kind === "opus") {
+    stats.bytes += frame.bytes;
+    if (end <= joinPlayhead || !opus) return; // a late joiner starts at the live edge
+    opus.decode(frame); // all of it: its first packet is the decoder's pre-roll; trimmed after
+  } else {
+    stats.bytes += frame.pcm.byteLength;
+    if (end <= joinPlayhead) return;
+    let { pcm } = frame;
+    if (offset < joinPlayhead) {
+      pcm = pcm.subarray((joinPlayhead - offset) * frame.channels);
+      offset = joinPlayhead;
+    }
+    player.push(offset, pcm);
   }
-  timeline.push({ offset, end, meta: frame.meta });
+  stats.receivedEnd = Math.max(stats.receivedEnd, end);
+  timeline.push({ offset: Math.max(offset, joinPlayhead), end, meta: frame.meta });
   if (timeline.length > 400) timeline.splice(0, 100);
-  player.push(offset, pcm);
-  recorder.add(pcm);
 }
 
 function onClose(e) {
@@ -164,14 +210,22 @@ function startNewJam() {
   play(); // inside the click, so the AudioContext may start
 }
 
+function offersOpus() {
+  const served = !info.codecs || info.codecs.includes("opus"); // an older server's info has no list
+  return opusOK && !forcePcm && served;
+}
+
 function hello() {
-  if (sessionId) return { type: "join", session: sessionId, ...(token ? { token } : {}) };
+  const codecs = offersOpus() ? ["opus", "pcm"] : ["pcm"];
+  if (sessionId) return { type: "join", session: sessionId, ...(token ? { token } : {}), codecs };
   const prompt = $("prompt").value.trim();
-  return { type: "create", ...(prompt ? { prompt } : {}), ...($("seed").value ? { seed_image: $("seed").value } : {}) };
+  return { type: "create", ...(prompt ? { prompt } : {}), ...($("seed").value ? { seed_image: $("seed").value } : {}), codecs };
 }
 
 function connect() {
   joinPlayhead = 0;
+  stats.receivedEnd = 0;
+  if (opus) { opus.close(); opus = null; } // a fresh decoder for every connection
   player.reset();
   stream = new Stream({ hello: hello(), onMessage, onFrame, onClose });
   stream.open();
@@ -183,14 +237,18 @@ async function play() {
   playing = true;
   stats.ended = false;
   $("ended").hidden = true;
-  const mine = (player = new Player({ sampleRate: info.sample_rate, channels: info.channels, onStats: (s) => Object.assign(stats, s) }));
-  const started = player.start(); // creates the AudioContext inside the click (autoplay rules)
-  recorder = new Recorder({ sampleRate: info.sample_rate, channels: info.channels });
+  // The AudioContext is made inside the click (autoplay rules), at the clock of the codec
+  // we are about to ask for; `welcome` replaces it in the rare case the server picks another.
+  startPlayer(offersOpus() ? OPUS_RATE : info.sample_rate, info.sample_rate, info.channels);
   view.clear();
   timeline.length = 0;
   connect();
   controls();
-  try { await started; } catch (err) {
+}
+
+async function startPlayer(sampleRate, streamRate, channels) {
+  const mine = (player = new Player({ sampleRate, streamRate, channels, onStats: (s) => { if (player === mine) Object.assign(stats, s); } }));
+  try { await mine.start(); } catch (err) {
     // A player stopped while starting (the jam had ended) is no failure to report.
     if (playing && player === mine) { notice(`Audio failed to start: ${err.message}`, "error", 0); stop(); }
   }
@@ -199,6 +257,7 @@ async function play() {
 function stop() {
   playing = false;
   if (stream) { stream.close(); stream = null; }
+  if (opus) { opus.close(); opus = null; }
   if (player) player.stop();
   setState("idle", "offline");
   controls();
@@ -235,9 +294,12 @@ function frameLoop() {
       if (pendingPrompt) bits.push(`next: ${pendingPrompt}`);
       $("now-detail").textContent = bits.filter(Boolean).join(" · ");
     }
-    const secs = Math.floor(recorder.seconds);
-    $("rec-len").textContent = `${Math.floor(secs / 60)}:${String(secs % 60).padStart(2, "0")}`;
-    $("download").disabled = secs < 1;
+    if (position >= 0) {
+      // The server keeps the session's last 3 minutes: about as much as has played.
+      const secs = Math.floor(Math.min(RECORDING_SECONDS, position / player.streamRate));
+      $("rec-len").textContent = `${Math.floor(secs / 60)}:${String(secs % 60).padStart(2, "0")}`;
+      $("download").disabled = secs < 1 || !sessionId;
+    }
   }
   requestAnimationFrame(frameLoop);
 }
@@ -255,6 +317,7 @@ function changePrompt(text) {
 
 async function init() {
   info = await (await fetch("/api/info")).json();
+  opusOK = await canDecodeOpus(info.channels);
   view = new SpectrogramView($("spectrogram"), { sampleRate: info.sample_rate, hopLength: info.hop_length });
   for (const s of info.seeds) $("seed").append(new Option(s.name.replaceAll("_", " "), s.name));
   if (info.default_seed) $("seed").value = info.default_seed;
@@ -281,11 +344,12 @@ async function init() {
     };
   });
   $("download").onclick = () => {
+    if (!sessionId) return;
+    const fmt = $("rec-format").value; // mp3, opus (Ogg Opus) or wav, made by the server
     const a = document.createElement("a");
-    a.href = URL.createObjectURL(recorder.wav());
-    a.download = `jam-${sessionId || "session"}.wav`;
+    a.href = `/recording/${encodeURIComponent(sessionId)}.${fmt}?seconds=${RECORDING_SECONDS}`;
+    a.download = `jam-${sessionId}.${fmt}`;
     a.click();
-    setTimeout(() => URL.revokeObjectURL(a.href), 10000);
   };
   if (sessionId) {
     $("share").value = `${location.origin}/s/${encodeURIComponent(sessionId)}`;

@@ -37,6 +37,11 @@ class RingPlayer extends AudioWorkletProcessor {
       this.written += n;
       const excess = this.written - this.read - this.maxBuffer;
       if (excess > 0) { this.read += excess; this.stats.skipped += excess; } // clock drift: catch up
+    } else if (msg.type === "skip") {
+      // Started late (or fell behind): jump ahead, keeping the jitter buffer.
+      const n = Math.max(0, Math.min(msg.frames, this.written - this.read - this.prebuffer));
+      this.read += n;
+      this.stats.skipped += n;
     } else if (msg.type === "reset") {
       this.read = this.written;
       this.segments = [];

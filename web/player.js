@@ -1,45 +1,80 @@
 // Main-thread side of playback: owns the AudioContext and the ring-buffer worklet.
+//
+// The ring runs on the clock of the audio it is fed: the stream's own rate for PCM, the codec's
+// (48 kHz) for Opus. Outside this file everything is in stream samples: `push*` take ring
+// positions, but `position()` and the counters in `onStats` are converted back.
 
 export class Player {
-  constructor({ sampleRate, channels, jitterSeconds = 0.3, onStats = () => {} }) {
-    this.sampleRate = sampleRate;
+  constructor({ sampleRate, streamRate = sampleRate, channels, jitterSeconds = 0.3, onStats = () => {} }) {
+    this.sampleRate = sampleRate; // the ring's (and the AudioContext's) clock
+    this.streamRate = streamRate;
+    this.scale = streamRate / sampleRate; // ring samples → stream samples
     this.channels = channels;
     this.jitterSeconds = jitterSeconds;
     this.onStats = onStats;
     this.stats = { framesPlayed: 0, nonSilentFrames: 0, underruns: 0, skipped: 0, buffered: 0, position: -1, playing: false };
+    this.ringPosition = -1;
     this.reportedAt = 0;
-    this.pending = []; // PCM that arrived while the worklet module was still loading
+    this.pending = []; // audio that arrived while the worklet module was still loading
   }
 
   async start() {
-    // Same rate as the stream, so the browser does the one resampling to the device itself.
+    // Same rate as what the ring holds, so the browser does the one resampling to the device.
     this.ctx = new AudioContext({ sampleRate: this.sampleRate, latencyHint: "interactive" });
     await this.ctx.audioWorklet.addModule(new URL("./player-worklet.js", import.meta.url));
+    if (!this.ctx) return; // stopped while loading
     this.node = new AudioWorkletNode(this.ctx, "jam-ring-player", {
       numberOfInputs: 0,
       outputChannelCount: [Math.max(1, Math.min(2, this.channels))],
       processorOptions: { channels: this.channels, jitterSeconds: this.jitterSeconds },
     });
     this.node.port.onmessage = (e) => {
-      this.stats = e.data;
+      const s = e.data, k = this.scale;
+      this.ringPosition = s.position;
+      this.stats = {
+        ...s,
+        framesPlayed: Math.round(s.framesPlayed * k),
+        nonSilentFrames: Math.round(s.nonSilentFrames * k),
+        skipped: Math.round(s.skipped * k),
+        position: s.position < 0 ? -1 : s.position * k,
+      };
       this.reportedAt = this.ctx.currentTime;
       this.onStats(this.stats);
     };
     this.gain = this.ctx.createGain();
     this.node.connect(this.gain).connect(this.ctx.destination);
-    for (const [offset, pcm] of this.pending.splice(0)) this.push(offset, pcm);
+    for (const [offset, data] of this.pending.splice(0)) this.pushFloat(offset, data);
     if (this.ctx.state !== "running") await this.ctx.resume();
   }
 
-  /** Queue interleaved int16 PCM that starts at stream sample `offset`. */
+  /** Queue interleaved int16 PCM that starts at ring sample `offset` (PCM: a stream sample). */
   push(offset, pcm) {
-    if (!this.node) { if (this.ctx) this.pending.push([offset, pcm]); return; }
     const n = pcm.length / this.channels;
     const data = Array.from({ length: this.channels }, () => new Float32Array(n));
     for (let i = 0, k = 0; i < n; i++) {
       for (let c = 0; c < this.channels; c++, k++) data[c][i] = pcm[k] / 32768;
     }
+    this.pushFloat(offset, data);
+  }
+
+  /** Queue float audio, one Float32Array per channel, that starts at ring sample `offset`. */
+  pushFloat(offset, data) {
+    if (!this.node) { if (this.ctx) this.pending.push([offset, data]); return; }
     this.node.port.postMessage({ type: "pcm", offset, data }, data.map((d) => d.buffer));
+  }
+
+  /**
+   * Keep up with the server: skip ahead when playing more than the jitter buffer plus `slack`
+   * seconds behind its `playhead` (a stream sample), so every tab plays the same sample at the
+   * same moment; a tab whose audio started late would otherwise stay late.
+   * A playhead that took long to arrive only makes us look less late, never more.
+   */
+  follow(playhead, slack = 0.04) {
+    const position = this.position();
+    if (!this.node || !this.stats.playing || position < 0) return;
+    // on time is the jitter buffer behind the live edge: only a tab later than that skips
+    const late = playhead - this.jitterSeconds * this.streamRate - position;
+    if (late > slack * this.streamRate) this.node.port.postMessage({ type: "skip", frames: Math.round(late / this.scale) });
   }
 
   /** Forget buffered audio (a reconnect starts again at the live edge). */
@@ -50,9 +85,9 @@ export class Player {
 
   /** Stream sample playing right now, interpolated between worklet reports. */
   position() {
-    if (!this.ctx || this.stats.position < 0) return -1;
+    if (!this.ctx || this.ringPosition < 0) return -1;
     const since = this.stats.playing ? Math.max(0, this.ctx.currentTime - this.reportedAt) : 0;
-    return this.stats.position + Math.min(since, 0.2) * this.sampleRate;
+    return (this.ringPosition + Math.min(since, 0.2) * this.sampleRate) * this.scale;
   }
 
   async stop() {

@@ -2,6 +2,8 @@
 
 The server is real (port 0) with the deterministic stand-in engine; the page's own counters
 (``window.jamStats``, fed by the AudioWorklet) tell whether non-silent samples reached the output.
+The host tab listens over Opus (WebCodecs), a second tab over PCM (``?codec=pcm``): both play
+the same stream position at the same moment, Opus at a fraction of the bytes.
 """
 
 from __future__ import annotations
@@ -32,6 +34,10 @@ ARGS = [
 ]
 LISTEN_SECONDS = 20.0
 WIDTH = 512
+# Opus audio bytes per second the host tab may receive: the server's Opus (at most 64 kbit/s)
+# plus the packets' 2-byte lengths (100 B/s at 50 packets/s).
+OPUS_BYTES_PER_SECOND = 8_500
+SYNC_SECONDS = 0.1  # how far apart the two tabs may play the same stream
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium package")
 
@@ -40,6 +46,12 @@ async def stats(page) -> dict:
     return await page.evaluate(
         "() => ({...window.jamStats, errors: window.jamStats.errors.length})"
     )
+
+
+async def now_playing(page) -> tuple[float, float]:
+    """(stream sample playing now, wall-clock seconds when it was read) in one tab."""
+    now = await page.evaluate("() => window.jamNow()")
+    return now["position"], now["at"] / 1000
 
 
 async def launch(pw: Any, profile: Path) -> Any:
@@ -81,6 +93,7 @@ async def test_page_plays_without_gaps_and_follows_live_prompt_and_beat_changes(
                 first_audio = time.monotonic() - clicked
                 s = await stats(page)
                 assert s["state"] == "live" and s["control"] is True
+                assert s["codec"] == "opus", "a browser with WebCodecs listens over Opus"
                 assert "/s/" in page.url and "#control=" in page.url
 
                 # Change the prompt live: the audible chunks follow it.
@@ -95,18 +108,22 @@ async def test_page_plays_without_gaps_and_follows_live_prompt_and_beat_changes(
                 # A second tab on the share link hears the same session.
                 share = await page.input_value("#share")
                 other = await browser.new_page()
-                await other.goto(share)
+                other.on("pageerror", lambda e: console.append(f"pageerror (pcm tab): {e}"))
+                await other.goto(share + "?codec=pcm")
                 await other.click("#play")
                 await other.wait_for_function(
                     "() => window.jamStats.nonSilentFrames > 0", timeout=15_000
                 )
-                assert (await stats(other))["control"] is False
+                s = await stats(other)
+                assert s["control"] is False
+                assert s["codec"] == "pcm", "?codec=pcm forces PCM"
                 await page.wait_for_function("() => window.jamStats.listeners === 2", timeout=5_000)
                 assert await other.locator("#prompt").is_disabled()
 
                 # Listen for 20 s, changing the beat on the way: both tabs hear tiles made from
                 # the new seed loop, and the worklet's counters show sound throughout, no gaps.
                 before = await stats(page)
+                other_before = await stats(other)
                 listening = time.monotonic()
                 assert before["seedImage"] == "four_on_floor"
                 await page.select_option("#seed", "half_time")
@@ -118,6 +135,8 @@ async def test_page_plays_without_gaps_and_follows_live_prompt_and_beat_changes(
                 beat_heard = time.monotonic() - listening
                 await asyncio.sleep(max(0.0, LISTEN_SECONDS - beat_heard))
                 after = await stats(page)
+                other_after = await stats(other)
+                listened = time.monotonic() - listening
                 rate = TINY_PARAMS.sample_rate
                 played = after["framesPlayed"] - before["framesPlayed"]
                 loud = after["nonSilentFrames"] - before["nonSilentFrames"]
@@ -130,18 +149,78 @@ async def test_page_plays_without_gaps_and_follows_live_prompt_and_beat_changes(
                 assert played >= 0.9 * LISTEN_SECONDS * rate, "the output clock kept pulling audio"
                 assert loud >= 0.8 * played, "what played was sound, not silence"
                 assert after["underruns"] == 0, "no gaps"
-                assert (await stats(other))["underruns"] == 0
-                assert after["errors"] == 0
+                assert other_after["underruns"] == 0
+                assert other_after["framesPlayed"] - other_before["framesPlayed"] >= (
+                    0.9 * LISTEN_SECONDS * rate
+                )
+                assert after["errors"] == 0 and other_after["errors"] == 0
 
-                # Download the recording as WAV.
+                # Opus costs a fraction of PCM's bytes (16-bit at the stream rate): bytes per
+                # second of stream received in the window (the lead makes wall time inexact).
+                opus_s = (after["receivedEnd"] - before["receivedEnd"]) / rate
+                pcm_s = (other_after["receivedEnd"] - other_before["receivedEnd"]) / rate
+                opus_bps = (after["bytes"] - before["bytes"]) / opus_s
+                pcm_bps = (other_after["bytes"] - other_before["bytes"]) / pcm_s
+                opus_wire = (after["frameBytes"] - before["frameBytes"]) / opus_s
+                pcm_wire = (other_after["frameBytes"] - other_before["frameBytes"]) / pcm_s
+                print(
+                    f"received {opus_s:.1f} s (opus) and {pcm_s:.1f} s (pcm) of stream "
+                    f"in {listened:.1f} s"
+                )
+                print(
+                    f"audio received: opus {opus_bps:.0f} B/s ({opus_bps * 8 / 1000:.1f} kbit/s; "
+                    f"{opus_wire:.0f} B/s with headers and metadata), pcm {pcm_bps:.0f} B/s "
+                    f"({pcm_wire:.0f} B/s framed); opus/pcm {opus_bps / pcm_bps:.1%}"
+                )
+                assert pcm_bps >= 0.9 * 2 * rate, "PCM is 16-bit at the stream rate"
+                assert 0 < opus_bps <= OPUS_BYTES_PER_SECOND
+                assert opus_wire <= OPUS_BYTES_PER_SECOND + 1_500, "metadata stays small"
+
+                # Both tabs play the same stream sample at the same moment.
+                (opus_pos, opus_at), (pcm_pos, pcm_at) = await asyncio.gather(
+                    now_playing(page), now_playing(other)
+                )
+                apart = (opus_pos - pcm_pos) / rate - (opus_at - pcm_at)
+                print(
+                    f"playing now: opus tab at {opus_pos / rate:.3f} s, pcm tab at "
+                    f"{pcm_pos / rate:.3f} s, read {1000 * (opus_at - pcm_at):+.1f} ms apart: "
+                    f"opus {1000 * apart:+.1f} ms ahead"
+                )
+                assert opus_pos > 0 and pcm_pos > 0
+                assert abs(apart) <= SYNC_SECONDS
+
+                # Download the recording (the server encodes it; MP3 is the default).
+                assert await page.input_value("#rec-format") == "mp3"
+                s = await stats(page)
                 async with page.expect_download() as download_info:
                     await page.click("#download")
                 download = await download_info.value
-                wav = tmp_path / "jam.wav"
-                await download.save_as(wav)
-                head = wav.read_bytes()[:12]
-                assert head[:4] == b"RIFF" and head[8:12] == b"WAVE"
-                assert wav.stat().st_size > 44 + 2 * rate * 10
+                assert download.suggested_filename == f"jam-{s['session']}.mp3"
+                mp3 = tmp_path / "jam.mp3"
+                await download.save_as(mp3)
+                from pydub import AudioSegment
+
+                seconds = len(AudioSegment.from_file(mp3, format="mp3")) / 1000
+                # The session records what it publishes: up to its lead past what has played.
+                held = min(180.0, s["receivedEnd"] / rate)
+                print(
+                    f"recording: {seconds:.2f} s of MP3 ({mp3.stat().st_size} bytes); "
+                    f"the session published {held:.2f} s, played {s['position'] / rate:.2f} s"
+                )
+                assert abs(seconds - held) <= 1.0
+
+                # The other formats on the menu: Ogg Opus and WAV.
+                for fmt, magic in (("opus", b"OggS"), ("wav", b"RIFF")):
+                    await page.select_option("#rec-format", fmt)
+                    async with page.expect_download() as download_info:
+                        await page.click("#download")
+                    download = await download_info.value
+                    assert download.suggested_filename == f"jam-{s['session']}.{fmt}"
+                    path = tmp_path / f"jam.{fmt}"
+                    await download.save_as(path)
+                    assert path.read_bytes()[:4] == magic
+                    got = len(AudioSegment.from_file(path, format="ogg" if fmt == "opus" else fmt))
+                    assert abs(got / 1000 - seconds) <= 1.5, (fmt, got)
 
                 shot = tmp_path / "jam.png"
                 await page.screenshot(path=str(shot))
@@ -158,6 +237,50 @@ async def test_page_plays_without_gaps_and_follows_live_prompt_and_beat_changes(
         if any("pageerror" in line for line in console):
             print("\n".join(console))
     assert not [line for line in console if line.startswith("pageerror")]
+
+
+async def test_page_offering_opus_to_a_pcm_only_server_plays_pcm(tmp_path: Path) -> None:
+    """The page asks for Opus (its /api/info made to look like an older server's, without
+    ``codecs``); the server, Opus switched off, answers PCM: the page plays that, no gaps."""
+    from playwright.async_api import async_playwright
+
+    app = standin_app(SeedLibrary(TINY_PARAMS, width=WIDTH))
+    server = await app.serve(ServerSettings(port=0, bitrate=0, session=SessionSettings(lead=1.5)))
+    console: list[str] = []
+    try:
+        async with async_playwright() as pw:
+            browser = await launch(pw, tmp_path / "profile")
+            try:
+                page = browser.pages[0] if browser.pages else await browser.new_page()
+                page.on("pageerror", lambda e: console.append(f"pageerror: {e}"))
+
+                async def without_codecs(route: Any) -> None:
+                    response = await route.fetch()
+                    info = await response.json()
+                    assert info.pop("codecs") == ["pcm"]
+                    await route.fulfill(response=response, json=info)
+
+                await page.route("**/api/info", without_codecs)
+                await page.goto(server.url)
+                await page.wait_for_selector("#seed option", state="attached")
+                await page.click("#play")
+                await page.wait_for_function(
+                    "() => window.jamStats.nonSilentFrames > 0", timeout=20_000
+                )
+                before = await stats(page)
+                assert before["codec"] == "pcm"
+                await asyncio.sleep(4.0)
+                after = await stats(page)
+                rate = TINY_PARAMS.sample_rate
+                assert after["framesPlayed"] - before["framesPlayed"] >= 3.5 * rate
+                assert after["underruns"] == 0 and after["errors"] == 0
+                assert after["bytes"] - before["bytes"] >= 2 * 3.5 * rate, "16-bit PCM"
+            finally:
+                await browser.close()
+    finally:
+        await server.close()
+        await app.close()
+    assert not console, console
 
 
 async def test_link_to_an_ended_jam_says_so_and_creates_a_jam_only_when_asked(
