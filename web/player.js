@@ -29,6 +29,7 @@ export class Player {
       processorOptions: { channels: this.channels, jitterSeconds: this.jitterSeconds },
     });
     this.node.port.onmessage = (e) => {
+      if (!this.ctx) return; // a report that was in flight when the player stopped
       const s = e.data, k = this.scale;
       this.ringPosition = s.position;
       this.stats = {
@@ -44,7 +45,7 @@ export class Player {
     this.gain = this.ctx.createGain();
     this.node.connect(this.gain).connect(this.ctx.destination);
     for (const [offset, data] of this.pending.splice(0)) this.pushFloat(offset, data);
-    if (this.ctx.state !== "running") await this.ctx.resume();
+    if (this.ctx && this.ctx.state !== "running") await this.ctx.resume();
   }
 
   /** Queue interleaved int16 PCM that starts at ring sample `offset` (PCM: a stream sample). */
