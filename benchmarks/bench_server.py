@@ -43,6 +43,18 @@ def prompt_share(meta: dict[str, Any], prompt: str) -> float:
     )
 
 
+def engine_arguments(doc: str | None) -> argparse.ArgumentParser:
+    """A benchmark's parser with the engine choice every server benchmark shares."""
+    ap = argparse.ArgumentParser(
+        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--engine", choices=["standin", "standin44k", "tiny", "default"], default="standin"
+    )
+    ap.add_argument("--delay", type=float, default=0.0, help="stand-in render time per tile (s)")
+    return ap
+
+
 def build(engine: str, delay: float) -> App:
     """The app the benchmark serves, built by the composition root as ``jam serve`` builds it."""
     if engine == "default":
@@ -155,13 +167,7 @@ async def listeners_held(server: JamServer, n: int, seconds: float, rate: int) -
 
 
 async def main() -> None:
-    ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    ap.add_argument(
-        "--engine", choices=["standin", "standin44k", "tiny", "default"], default="standin"
-    )
-    ap.add_argument("--delay", type=float, default=0.0, help="stand-in render time per tile (s)")
+    ap = engine_arguments(__doc__)
     ap.add_argument("--trials", type=int, default=3)
     ap.add_argument("--listeners", type=int, nargs="*", default=[1, 16, 64])
     ap.add_argument("--seconds", type=float, default=15.0)

@@ -34,7 +34,7 @@ from websockets.asyncio.client import ClientConnection, connect
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench_server import JITTER, build
+from bench_server import JITTER, build, engine_arguments
 
 from jam.serve import protocol
 from jam.serve.server import JamServer
@@ -267,13 +267,7 @@ def report(result: dict[str, Any], args: argparse.Namespace) -> None:
 
 
 async def main() -> None:
-    ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    ap.add_argument(
-        "--engine", choices=["standin", "standin44k", "tiny", "default"], default="standin"
-    )
-    ap.add_argument("--delay", type=float, default=0.0, help="stand-in render time per tile (s)")
+    ap = engine_arguments(__doc__)
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--sessions", type=int, default=3)
     ap.add_argument("--stayers", type=int, default=1, help="per session, besides its host")
