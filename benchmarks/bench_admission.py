@@ -23,7 +23,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.bench_server import JITTER, build
+from benchmarks.bench_server import PlayClock, build
 from jam.cli import quiet_libraries
 from jam.serve import protocol
 from jam.serve.admission import Admission
@@ -40,17 +40,12 @@ class Listener:
         self.task = asyncio.create_task(self.run())
 
     async def run(self) -> None:
-        clock = first = None
+        clock = PlayClock(self.rate)
         async for msg in self.ws:
             if isinstance(msg, str) or msg[:4] != protocol.AUDIO_MAGIC:
                 continue
             _, _, offset, _, _, _, frames, _ = protocol.AUDIO_HEADER.unpack_from(msg)
-            now = time.monotonic()
-            if clock is None:
-                clock, first = now + JITTER, offset
-            elif now > clock + (offset - first) / self.rate:
-                self.underruns += 1
-                clock, first = now + JITTER, offset
+            self.underruns += clock.lateness(offset, time.monotonic()) > 0
             self.audio += frames / self.rate
 
 

@@ -35,6 +35,27 @@ from jam.serve.settings import ServerSettings
 JITTER = 0.3
 
 
+class PlayClock:
+    """The page's playback rule: a chunk plays at its offset on a clock started at the first
+    chunk plus the jitter buffer; one that arrives after its play time is an underrun, and the
+    clock restarts there (the page re-buffers)."""
+
+    def __init__(self, rate: int) -> None:
+        self.rate = rate
+        self.start: float | None = None
+        self.first = 0
+
+    def lateness(self, offset: int, now: float) -> float:
+        """Seconds the chunk at ``offset`` arrived after its play time (<= 0: on time)."""
+        if self.start is None:
+            self.start, self.first = now + JITTER, offset
+            return 0.0
+        late = now - (self.start + (offset - self.first) / self.rate)
+        if late > 0:
+            self.start, self.first = now + JITTER, offset
+        return late
+
+
 def prompt_share(meta: dict[str, Any], prompt: str) -> float:
     return sum(
         s["weight"]
@@ -135,7 +156,7 @@ async def listeners_held(server: JamServer, n: int, seconds: float, rate: int) -
     received = [0.0] * (n + 1)
 
     async def listen(i: int, ws: Any) -> None:
-        start_clock = first_offset = None
+        clock = PlayClock(rate)
         deadline = time.monotonic() + seconds
         try:
             while time.monotonic() < deadline:
@@ -143,12 +164,7 @@ async def listeners_held(server: JamServer, n: int, seconds: float, rate: int) -
                 if isinstance(msg, str) or msg[:4] != protocol.AUDIO_MAGIC:
                     continue
                 _, _, offset, _, _, _, frames, _ = protocol.AUDIO_HEADER.unpack_from(msg)
-                now = time.monotonic()
-                if start_clock is None:
-                    start_clock, first_offset = now + JITTER, offset
-                elif now > start_clock + (offset - first_offset) / rate:
-                    underruns[i] += 1
-                    start_clock, first_offset = now + JITTER, offset  # re-buffer, like the page
+                underruns[i] += clock.lateness(offset, time.monotonic()) > 0
                 received[i] += frames / rate
         except Exception:  # disconnected or starved: count as failed
             underruns[i] += 1000

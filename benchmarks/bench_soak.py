@@ -34,7 +34,7 @@ from websockets.asyncio.client import ClientConnection, connect
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench_server import JITTER, build, engine_arguments
+from bench_server import PlayClock, build, engine_arguments
 
 from jam.serve import protocol
 from jam.serve.server import JamServer
@@ -64,12 +64,11 @@ class Totals:
 
 
 @dataclass
-class PlayClock:
+class Stayer:
     """One stayer's view of its stream on the page's play clock."""
 
     rate: int
-    start: float | None = None
-    first_offset: int = 0
+    clock: PlayClock = field(init=False)
     last_arrival: float | None = None
     last_seq: int | None = None
     frames: int = 0
@@ -80,6 +79,9 @@ class PlayClock:
     seq_gaps: int = 0  # chunks the server dropped for this listener
     failed: str | None = None
 
+    def __post_init__(self) -> None:
+        self.clock = PlayClock(self.rate)
+
     def arrive(self, seq: int, offset: int, now: float) -> None:
         self.frames += 1
         if self.last_seq is not None and seq != self.last_seq + 1:
@@ -88,15 +90,11 @@ class PlayClock:
         if self.last_arrival is not None:
             self.max_arrival_gap = max(self.max_arrival_gap, now - self.last_arrival)
         self.last_arrival = now
-        if self.start is None:
-            self.start, self.first_offset = now + JITTER, offset
-            return
-        late = now - (self.start + (offset - self.first_offset) / self.rate)
+        late = self.clock.lateness(offset, now)
         if late > 0:
             self.underruns += 1
             self.audible_gaps += late > AUDIBLE_GAP
             self.max_late = max(self.max_late, late)
-            self.start, self.first_offset = now + JITTER, offset  # re-buffer, like the page
 
 
 async def hello(url: str, message: dict[str, Any]) -> tuple[ClientConnection, dict[str, Any]]:
@@ -115,7 +113,7 @@ async def hello(url: str, message: dict[str, Any]) -> tuple[ClientConnection, di
 
 
 async def drain(
-    ws: ClientConnection, stop: asyncio.Event, totals: Totals, clock: PlayClock | None
+    ws: ClientConnection, stop: asyncio.Event, totals: Totals, stayer: Stayer | None
 ) -> None:
     """Read everything (a listener that stops reading is dropped, then kicked) until told."""
     stopping = asyncio.create_task(stop.wait())
@@ -136,13 +134,13 @@ async def drain(
             if isinstance(msg, str) or msg[:4] != protocol.AUDIO_MAGIC:
                 continue
             totals.frames += 1
-            if clock is not None:
+            if stayer is not None:
                 _, seq, offset, *_ = protocol.AUDIO_HEADER.unpack_from(msg)
-                clock.arrive(seq, offset, time.monotonic())
+                stayer.arrive(seq, offset, time.monotonic())
     except Exception as e:  # closed by the server or starved: the run reports it
         totals.kicked += 1
-        if clock is not None:
-            clock.failed = f"{type(e).__name__}: {e}"
+        if stayer is not None:
+            stayer.failed = f"{type(e).__name__}: {e}"
     finally:
         stopping.cancel()
         with contextlib.suppress(Exception):
@@ -161,7 +159,7 @@ async def soak(server: JamServer, args: argparse.Namespace, rate: int) -> dict[s
     rng = random.Random(args.seed)
     totals = Totals()
     finish = asyncio.Event()
-    stayers: list[PlayClock] = []
+    stayers: list[Stayer] = []
     stay_tasks: list[asyncio.Task[None]] = []
     sessions: list[str] = []
     churners: list[list[Churner]] = []
@@ -176,7 +174,7 @@ async def soak(server: JamServer, args: argparse.Namespace, rate: int) -> dict[s
         for _ in range(args.stayers):
             members.append((await hello(url, {"type": "join", "session": sessions[k]}))[0])
         for member in members:
-            stayers.append(PlayClock(rate))
+            stayers.append(Stayer(rate))
             stay_tasks.append(asyncio.create_task(drain(member, finish, totals, stayers[-1])))
     fixed = 1 + args.stayers
     lo, hi = max(fixed, args.min_listeners), args.max_listeners
@@ -240,7 +238,7 @@ async def soak(server: JamServer, args: argparse.Namespace, rate: int) -> dict[s
 
 def report(result: dict[str, Any], args: argparse.Namespace) -> None:
     totals: Totals = result["totals"]
-    stayers: list[PlayClock] = result["stayers"]
+    stayers: list[Stayer] = result["stayers"]
     rss = [mb for _, mb in totals.rss]
     failed = [s.failed for s in stayers if s.failed]
     rows = [
