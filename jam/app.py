@@ -22,7 +22,7 @@ import torch
 from jam.model.device_queue import DeviceQueue
 from jam.model.engine import load_engine
 from jam.model.folder import ModelDefaults
-from jam.model.types import Renderer, validate_prompt
+from jam.model.types import Blend, Renderer, blend
 from jam.seeds.library import SeedLibrary, default_seed_dir
 from jam.serve import protocol
 from jam.serve.clock import Clock, SystemClock
@@ -32,8 +32,16 @@ from jam.serve.session import SessionContext
 from jam.serve.settings import ServerSettings
 from jam.sound import opus
 from jam.sound.opus import default_bitrate
+from jam.sound.tempo import BPM_RANGE
 from jam.stream.controls import Controls, SessionState
-from jam.stream.producer import Chunk, Producer, RenderFailure, StreamSettings, TileImage
+from jam.stream.producer import (
+    Chunk,
+    Producer,
+    Reachable,
+    RenderFailure,
+    StreamSettings,
+    TileImage,
+)
 
 log = logging.getLogger(__name__)
 
@@ -49,29 +57,30 @@ EXAMPLE_PROMPTS = (
 
 @dataclass(frozen=True)
 class RenderRequest:
-    """``jam render``: a prompt (or a glide to a second one) for ``seconds`` of audio.
+    """``jam render``: a prompt or blend (or a glide to another) for ``seconds`` of audio.
 
-    Unset settings come from the model's defaults; ``seed_image`` is a seed name or an audio
-    file to use as one.
+    Unset settings come from the model's defaults (``bpm``: the seed loop's own tempo);
+    ``seed_image`` is a seed name or an audio file to use as one.
     """
 
-    prompt: str
+    prompts: Blend
     seconds: float = 30.0
-    to: str | None = None
+    to: Blend | None = None
     seed_image: str | None = None
     seed: int = 0
     steps: int | None = None
     strength: float | None = None
     guidance: float | None = None
     negative_prompt: str = ""
+    bpm: float | None = None
 
     def __post_init__(self) -> None:
-        """Refuse bad input before any model is loaded."""
-        validate_prompt(self.prompt)
-        if self.to is not None:
-            validate_prompt(self.to)
+        """Refuse bad input before any model is loaded (blends come validated: ``blend``)."""
         if not 0 < self.seconds <= 3600:
             raise ValueError(f"seconds must be between 0 and 3600, got {self.seconds}")
+        lo, hi = BPM_RANGE
+        if self.bpm is not None and not lo <= self.bpm <= hi:
+            raise ValueError(f"bpm must be between {lo:g} and {hi:g}, got {self.bpm:g}")
 
 
 @dataclass
@@ -124,7 +133,10 @@ class App:
         if seed_image not in names:
             raise ValueError(f"unknown seed image {seed_image!r}; choose one of {names}")
         controls = Controls.start(
-            prompt or self.rng.choice(EXAMPLE_PROMPTS), self.defaults, seed_image
+            prompt or self.rng.choice(EXAMPLE_PROMPTS),
+            self.defaults,
+            seed_image,
+            self.seeds.get(seed_image).bpm,
         )
         return SessionState(
             controls,
@@ -133,9 +145,16 @@ class App:
         )
 
     def stream(
-        self, state: SessionState, renderer: Renderer | None = None
+        self,
+        state: SessionState,
+        renderer: Renderer | None = None,
+        reachable: Reachable | None = None,
     ) -> AsyncIterator[Chunk | TileImage | RenderFailure]:
-        producer = Producer(state, renderer or self.renderer, self.seeds, self.stream_settings)
+        """A session's stream; ``reachable`` (the session's) lets changes splice into audio
+        already sent."""
+        producer = Producer(
+            state, renderer or self.renderer, self.seeds, self.stream_settings, reachable
+        )
         return producer.stream()
 
     # -- serving ------------------------------------------------------------------------------
@@ -200,6 +219,10 @@ class App:
             "limits": {
                 "prompt_chars": protocol.MAX_PROMPT_CHARS,
                 "strength": list(protocol.STRENGTH_RANGE),
+                "guidance": list(protocol.GUIDANCE_RANGE),
+                "bpm": list(BPM_RANGE),
+                "glide": list(protocol.GLIDE_RANGE),
+                "blend": protocol.MAX_BLEND,
                 "prompt_changes": protocol.PROMPT_CHANGES_PER_WINDOW,
                 "prompt_window": protocol.PROMPT_WINDOW_SECONDS,
                 "message_bytes": protocol.MAX_MESSAGE_BYTES,
@@ -220,32 +243,34 @@ class App:
     ) -> torch.Tensor:
         """``request.seconds`` of the stream a session would play, as ``(channels, samples)``.
 
-        With ``to``, the first tile's successor glides toward it over the whole length.
+        With ``to``, the stream glides toward it over the whole length, from the first tile's
+        end on (in steps of a bar: see :func:`jam.stream.controls.glide_steps`).
         """
-        prompt = validate_prompt(request.prompt)
-        target = validate_prompt(request.to) if request.to else None
         seed_image = request.seed_image
         if seed_image is not None and seed_image not in self.seeds.names():
             seed_image = self.seeds.add_file(seed_image).name  # a path; clear error if unusable
         d = self.defaults
+        seed_image = seed_image or d.seed_image
+        loop = self.seeds.get(seed_image)
+        bpm = request.bpm or loop.bpm
         controls = Controls(
-            prompt,
-            seed_image or d.seed_image,
+            request.prompts,
+            seed_image,
             d.strength if request.strength is None else request.strength,
             d.guidance if request.guidance is None else request.guidance,
-            request.negative_prompt,
+            bpm,
+            negative_prompt=request.negative_prompt,
         )
         state = SessionState(controls, seed=request.seed, steps=request.steps or d.steps)
         total = round(request.seconds * self.sample_rate)
-        tile_seconds = self.seeds.num_samples / self.sample_rate
-        glide = max(1, math.ceil(request.seconds / tile_seconds) - 1)
-        settings = dataclasses.replace(self.stream_settings, glide_tiles=glide)
-        producer = Producer(state, self.renderer, self.seeds, settings)
+        producer = Producer(state, self.renderer, self.seeds, self.stream_settings)
         parts: list[torch.Tensor] = []
         got = 0
         async for item in producer.stream():
-            if isinstance(item, TileImage) and target and item.tile == 0:
-                state.set_prompt(target)  # glide from the prompt to `to` over the file
+            if isinstance(item, TileImage) and request.to and item.tile == 0:
+                beats = request.seconds * bpm / 60.0 - loop.beats  # the rest of the file
+                glide = max(1, math.floor(beats))
+                state.change(dataclasses.replace(controls, prompts=request.to, glide=glide))
             if isinstance(item, RenderFailure):
                 log.warning("a tile failed (%s); its slot repeats the last good one", item.reason)
             if not isinstance(item, Chunk):
@@ -257,3 +282,15 @@ class App:
             if got >= total:
                 break
         return torch.cat(parts, dim=-1)[:, :total]
+
+
+def parse_blend(specs: Sequence[str]) -> Blend:
+    """``["a:0.7", "b:0.3"]`` (a weight after the last colon; none is 1) as a blend."""
+    pairs: list[tuple[str, float]] = []
+    for spec in specs:
+        text, sep, weight = spec.rpartition(":")
+        try:
+            pairs.append((text, float(weight)) if sep and text.strip() else (spec, 1.0))
+        except ValueError:  # a colon inside the prompt itself
+            pairs.append((spec, 1.0))
+    return blend(*pairs)

@@ -21,14 +21,18 @@ if TYPE_CHECKING:
 def _render(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from jam.app import RenderRequest
+    from jam.app import RenderRequest, parse_blend
     from jam.sound.files import audio_format, write_audio
 
     audio_format(args.output)  # an unknown suffix fails now, not after the render
+    specs = ([args.prompt] if args.prompt else []) + args.prompts
+    if not specs:
+        raise ValueError("give a prompt (or --prompt TEXT:WEIGHT, up to 4)")
     request = RenderRequest(
-        prompt=args.prompt,
+        prompts=parse_blend(specs),
         seconds=args.seconds,
-        to=args.to,
+        to=parse_blend([args.to]) if args.to else None,
+        bpm=args.bpm,
         seed_image=args.seed_image,
         seed=args.seed,
         steps=args.steps,
@@ -158,7 +162,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(run=_serve)
 
     r = sub.add_parser("render", help="render a prompt (or a glide between two) to an audio file")
-    r.add_argument("prompt")
+    r.add_argument("prompt", nargs="?", help="what to play (TEXT, or TEXT:WEIGHT in a blend)")
+    r.add_argument(
+        "--prompt",
+        dest="prompts",
+        action="append",
+        default=[],
+        metavar="TEXT[:WEIGHT]",
+        help="a prompt of a blend (repeatable, up to 4; e.g. --prompt 'lofi:0.7' "
+        "--prompt 'jazz:0.3')",
+    )
+    r.add_argument("--bpm", type=float, help="tempo, 60-180 (default: the seed loop's own)")
     r.add_argument("--to", help="glide to this prompt over the length of the file")
     r.add_argument("--seconds", type=float, default=30.0)
     r.add_argument(

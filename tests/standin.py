@@ -14,8 +14,9 @@ import torch
 
 from jam.app import App
 from jam.model.folder import ModelDefaults
-from jam.model.types import RenderedTile, Renderer, TileRequest
+from jam.model.types import Blend, RenderedTile, Renderer, TileRequest
 from jam.seeds.library import SeedLibrary
+from jam.sound.tempo import stretched_width
 from jam.stream.producer import StreamSettings
 
 
@@ -42,10 +43,18 @@ class StandinRenderer:
         rate = self.seeds.params.sample_rate
         t = torch.arange(seed.audio.shape[-1]) / rate
         a = request.alpha
-        tone = (1 - a) * torch.sin(2 * torch.pi * prompt_pitch(request.start.prompt) * t) + a * (
-            torch.sin(2 * torch.pi * prompt_pitch(request.end.prompt) * t)
-        )
+
+        def tone_of(prompts: Blend) -> torch.Tensor:  # one tone per prompt, mixed by weight
+            return sum(
+                p.weight * torch.sin(2 * torch.pi * prompt_pitch(p.text) * t) for p in prompts
+            )
+
+        tone = (1 - a) * tone_of(request.start.prompts) + a * tone_of(request.end.prompts)
         audio = 0.5 * seed.audio + 0.2 * tone.to(seed.audio.dtype)
+        if request.bpm is not None:  # the engine stretches the spectrogram; this, the audio
+            width = stretched_width(self.seeds.width, seed.bpm, request.bpm)
+            n = self.seeds.params.num_samples(width)
+            audio = torch.nn.functional.interpolate(audio[None], size=n, mode="linear")[0]
         return RenderedTile(request, audio.contiguous(), seed.image, seconds=self.delay)
 
 

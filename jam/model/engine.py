@@ -24,9 +24,18 @@ from PIL import Image
 
 from jam.model.folder import Model, ModelError, open_model
 from jam.model.interpolate import lerp, seeded_noise, slerp
-from jam.model.types import Endpoint, RenderCancelled, RenderedTile, TileRequest, validate_prompt
+from jam.model.types import (
+    Blend,
+    Endpoint,
+    RenderCancelled,
+    RenderedTile,
+    TileRequest,
+    blend,
+    validate_prompt,
+)
 from jam.seeds.library import SeedLibrary
 from jam.sound.spectrogram import DEFAULT_MAX_VALUE, converter, spectrogram_from_pixels
+from jam.sound.tempo import stretch_time, stretched_width
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +121,13 @@ class Engine:
             self._embeddings.popitem(last=False)
         return emb
 
+    def embed_blend(self, prompts: Blend) -> torch.Tensor:
+        """A blend's embedding: its prompts' embeddings mixed by weight."""
+        emb = self.embed(prompts[0].text) * prompts[0].weight
+        for p in prompts[1:]:
+            emb = emb + self.embed(p.text) * p.weight
+        return emb
+
     @torch.inference_mode()
     def init_latents(self, seed_image: str | Image.Image) -> torch.Tensor:
         """The seed spectrogram's VAE latents (the mean: deterministic), cached by name."""
@@ -134,7 +150,7 @@ class Engine:
     def point(self, request: TileRequest) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(text embedding, negative embedding, noise) at the request's alpha."""
         a, b, alpha = request.start, request.end, request.alpha
-        cond = lerp(self.embed(a.prompt), self.embed(b.prompt), alpha)
+        cond = lerp(self.embed_blend(a.prompts), self.embed_blend(b.prompts), alpha)
         uncond = lerp(self.embed(a.negative_prompt), self.embed(b.negative_prompt), alpha)
         shape = (1, *self.latent_shape)
         noise = slerp(
@@ -220,13 +236,29 @@ class Engine:
         return self.pipe.image_processor.postprocess(images, output_type="pt")
 
     @torch.inference_mode()
-    def audio_from_images(self, images: torch.Tensor) -> torch.Tensor:
-        """Float audio ``(B, channels, samples)`` from diffusion output images in [0, 1]."""
+    def audio_from_images(
+        self, images: torch.Tensor, widths: Sequence[int] | None = None
+    ) -> list[torch.Tensor]:
+        """Float audio ``(channels, samples)`` per diffusion output image in [0, 1]; with
+        ``widths``, each spectrogram is first stretched to that many frames (its tempo)."""
         pixels = images.to(torch.float32).movedim(1, -1) * 255
         mel = spectrogram_from_pixels(
             pixels, self.params.power_for_image, DEFAULT_MAX_VALUE, self.params.stereo
         )
-        return self.converter.audio_from_spectrogram(mel)
+        native = mel.shape[-1]
+        if widths is None or all(w == native for w in widths):
+            return list(self.converter.audio_from_spectrogram(mel))
+        return [
+            self.converter.audio_from_spectrogram(stretch_time(m, w))
+            for m, w in zip(mel, widths, strict=True)
+        ]
+
+    def width_for(self, request: TileRequest) -> int:
+        """Spectrogram frames of the request's tile at its tempo."""
+        width = self.defaults.tile_width
+        if request.bpm is None:
+            return width
+        return stretched_width(width, self.seeds.get(request.seed_image).bpm, request.bpm)
 
     def render(
         self, requests: Sequence[TileRequest], cancelled: Callable[[], bool] | None = None
@@ -237,8 +269,8 @@ class Engine:
         with :class:`RenderCancelled` instead of finishing tiles nobody will play.
         """
         for r in requests:
-            validate_prompt(r.start.prompt)
-            validate_prompt(r.end.prompt)
+            for p in r.start.prompts + r.end.prompts:
+                validate_prompt(p.text)
         groups: dict[_Group, list[int]] = {}
         for i, r in enumerate(requests):
             groups.setdefault(self._group(r), []).append(i)
@@ -247,12 +279,12 @@ class Engine:
             t0 = time.perf_counter()
             batch = [requests[i] for i in indices]
             images = self.decode(self.denoise(batch, output_type="latent", cancelled=cancelled))
-            audio = self.audio_from_images(images).cpu()
+            audio = self.audio_from_images(images, [self.width_for(r) for r in batch])
             pictures = (images.to(torch.float32) * 255).round().to(torch.uint8).movedim(1, -1).cpu()
             seconds = (time.perf_counter() - t0) / len(batch)
             for j, i in enumerate(indices):
                 picture = Image.fromarray(pictures[j].numpy(), mode="RGB")
-                out[i] = RenderedTile(requests[i], audio[j], picture, seconds)
+                out[i] = RenderedTile(requests[i], audio[j].cpu(), picture, seconds)
         return out  # type: ignore[return-value]
 
     def request(
@@ -265,17 +297,20 @@ class Engine:
         guidance: float | None = None,
         steps: int | None = None,
         negative_prompt: str = "",
+        bpm: float | None = None,
     ) -> TileRequest:
         """A single-endpoint request; what is not given comes from the model's defaults."""
         d = self.defaults
         end = Endpoint(
-            prompt=validate_prompt(prompt),
+            prompts=blend(prompt),
             seed=seed,
             strength=d.strength if strength is None else strength,
             guidance=d.guidance if guidance is None else guidance,
             negative_prompt=negative_prompt,
         )
-        return TileRequest(end, replace(end), 0.0, seed_image or d.seed_image, steps or d.steps)
+        return TileRequest(
+            end, replace(end), 0.0, seed_image or d.seed_image, steps or d.steps, bpm
+        )
 
 
 def load_engine(

@@ -46,15 +46,62 @@ def validate_prompt(prompt: str) -> str:
     return prompt
 
 
+MAX_BLEND = 4  # prompts mixed at once
+
+
+@dataclass(frozen=True)
+class WeightedPrompt:
+    text: str
+    weight: float
+
+
+# Prompts whose text embeddings are mixed by weight (weights sum to 1, heaviest first).
+Blend = tuple[WeightedPrompt, ...]
+
+
+def blend(*prompts: str | tuple[str, float]) -> Blend:
+    """A validated blend: texts cleaned, duplicates merged, weights normalised to sum 1.
+
+    ``blend("lofi")`` is one prompt at full weight; ``blend(("a", 0.7), ("b", 0.3))`` a mix.
+    ValueError for no prompts, more than ``MAX_BLEND``, a bad text or weights that are
+    negative, not finite or all zero.
+    """
+    weights: dict[str, float] = {}
+    for p in prompts:
+        text, weight = (p, 1.0) if isinstance(p, str) else p
+        text = validate_prompt(text)
+        if not isinstance(weight, int | float) or not 0.0 <= float(weight) < float("inf"):
+            raise ValueError(f"weight of {text!r} must be a finite number >= 0, got {weight!r}")
+        weights[text] = weights.get(text, 0.0) + float(weight)
+    if not weights:
+        raise ValueError("a blend needs at least one prompt")
+    if len(weights) > MAX_BLEND:
+        raise ValueError(f"a blend mixes at most {MAX_BLEND} prompts, got {len(weights)}")
+    total = sum(weights.values())
+    if total <= 0:
+        raise ValueError("at least one prompt needs a weight above 0")
+    kept = sorted(((t, w / total) for t, w in weights.items() if w > 0), key=lambda tw: -tw[1])
+    return tuple(WeightedPrompt(t, round(w, 6)) for t, w in kept)
+
+
+def blend_label(prompts: Blend) -> str:
+    """How a blend reads on a screen: its heaviest prompt."""
+    return prompts[0].text
+
+
 @dataclass(frozen=True)
 class Endpoint:
     """One end of an interpolation: what to make and with which noise."""
 
-    prompt: str
+    prompts: Blend
     seed: int
     strength: float  # no defaults here: they come from the model (ModelDefaults)
     guidance: float
     negative_prompt: str = ""
+
+    @property
+    def prompt(self) -> str:
+        return blend_label(self.prompts)
 
 
 @dataclass(frozen=True)
@@ -66,6 +113,7 @@ class TileRequest:
     alpha: float
     seed_image: str
     steps: int
+    bpm: float | None = None  # the tempo to play at (None: the seed loop's own)
 
     @property
     def strength(self) -> float:

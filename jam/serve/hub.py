@@ -20,7 +20,7 @@ from jam.serve.admission import Admission
 from jam.serve.listener import Outgoing
 from jam.serve.session import Session, SessionContext
 from jam.stream.controls import SessionState
-from jam.stream.producer import Chunk, RenderFailure, TileImage
+from jam.stream.producer import Chunk, Reachable, RenderFailure, TileImage
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ class StreamSource(Protocol):
         ...
 
     def stream(
-        self, state: SessionState, renderer: Renderer
+        self, state: SessionState, renderer: Renderer, reachable: Reachable
     ) -> AsyncIterator[Chunk | TileImage | RenderFailure]: ...
 
 
@@ -85,10 +85,11 @@ class Hub:
         except (KeyError, ValueError) as e:
             raise protocol.ProtocolError("bad_value", str(e).strip("'\"")) from None
         metered = MeteredRenderer(self.renderer, self.context.sample_rate, self.clock.now)
-        session = Session(self.context, state, self.source.stream(state, metered), metered.meter)
+        session = Session(self.context, state, metered.meter)
+        stream = self.source.stream(state, metered, session.reachable)
         self.sessions[session.id] = session
         self.owners[session.id] = client
-        task = asyncio.create_task(session.run(), name=f"session-{session.id}")
+        task = asyncio.create_task(session.run(stream), name=f"session-{session.id}")
         task.add_done_callback(lambda t, s=session: self._session_done(s, t))
         self._tasks[session.id] = task
         log.info("session %s created: %s", session.id, state.snapshot())

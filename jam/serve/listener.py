@@ -98,6 +98,12 @@ class Listener:
         elif now - self.behind_since >= self.kick_after:
             self.close(protocol.CLOSE_TOO_SLOW, "listener fell behind the live stream")
 
+    def withdraw(self, offset: int) -> None:
+        """Take back queued audio from stream sample ``offset`` on: a splice replaces it."""
+        kept = deque(i for i in self._queue if i.seconds == 0 or i.offset < offset)
+        self._queued_seconds = sum(i.seconds for i in kept)
+        self._queue = kept
+
     @property
     def pending_text(self) -> int:
         """Text messages waiting (a client that does not read gets no more error replies)."""

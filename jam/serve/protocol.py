@@ -22,8 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from jam.model.types import MAX_PROMPT_CHARS, clean_text
+from jam.model.types import MAX_BLEND, MAX_PROMPT_CHARS, Blend, blend, clean_text
 from jam.sound.pcm import pcm16
+from jam.sound.tempo import BPM_RANGE
+from jam.stream.controls import MAX_GLIDE_BEATS
 
 PROTOCOL_VERSION = 1
 
@@ -36,6 +38,8 @@ PROMPT_CHANGES_PER_WINDOW = 6
 PROMPT_WINDOW_SECONDS = 10.0
 STRENGTH_RANGE = (0.05, 0.95)
 GUIDANCE_RANGE = (0.0, 20.0)
+WEIGHT_RANGE = (0.0, 1.0)
+GLIDE_RANGE = (0.0, float(MAX_GLIDE_BEATS))
 
 # Close codes (4000-4999 are application codes).
 CLOSE_GOING_AWAY = 1001
@@ -99,6 +103,13 @@ class SetPrompt:
 
 
 @dataclass(frozen=True)
+class SetPrompts:
+    """A blend of up to ``MAX_BLEND`` weighted prompts (validated and normalised)."""
+
+    prompts: Blend
+
+
+@dataclass(frozen=True)
 class SetSeedImage:
     name: str
 
@@ -113,8 +124,29 @@ class SetGuidance:
     value: float
 
 
-ClientMessage = Create | Join | SetPrompt | SetSeedImage | SetStrength | SetGuidance
-CONTROL_MESSAGES = (SetPrompt, SetSeedImage, SetStrength, SetGuidance)
+@dataclass(frozen=True)
+class SetBpm:
+    value: float
+
+
+@dataclass(frozen=True)
+class SetGlide:
+    beats: int
+
+
+ClientMessage = (
+    Create
+    | Join
+    | SetPrompt
+    | SetPrompts
+    | SetSeedImage
+    | SetStrength
+    | SetGuidance
+    | SetBpm
+    | SetGlide
+)
+CONTROL_MESSAGES = (SetPrompt, SetPrompts, SetSeedImage, SetStrength, SetGuidance, SetBpm, SetGlide)
+PROMPT_MESSAGES = (SetPrompt, SetPrompts)  # the ones held to the prompt rate limit
 
 
 def _text(obj: dict[str, Any], key: str, limit: int, *, required: bool = True) -> str | None:
@@ -145,6 +177,23 @@ def _number(obj: dict[str, Any], key: str, bounds: tuple[float, float]) -> float
     if not lo <= value <= hi:
         raise ProtocolError("out_of_range", f"'{key}' must be between {lo} and {hi}")
     return float(value)
+
+
+def _blend(obj: dict[str, Any]) -> Blend:
+    value = obj.get("prompts")
+    if not isinstance(value, list) or not 1 <= len(value) <= MAX_BLEND:
+        raise ProtocolError("bad_field", f"'prompts' must be a list of 1 to {MAX_BLEND} prompts")
+    pairs = []
+    for item in value:
+        if not isinstance(item, dict):
+            raise ProtocolError("bad_field", "each of 'prompts' must be {text, weight}")
+        text = _text(item, "text", MAX_PROMPT_CHARS)
+        assert text is not None
+        pairs.append((text, _number(item, "weight", WEIGHT_RANGE)))
+    try:
+        return blend(*pairs)
+    except ValueError as e:
+        raise ProtocolError("bad_value", str(e)) from None
 
 
 def _codecs(obj: dict[str, Any]) -> tuple[str, ...]:
@@ -190,6 +239,12 @@ def parse_client_message(data: str | bytes) -> ClientMessage:
         text = _text(obj, "text", MAX_PROMPT_CHARS)
         assert text is not None
         return SetPrompt(text)
+    if kind == "prompts":
+        return SetPrompts(_blend(obj))
+    if kind == "bpm":
+        return SetBpm(_number(obj, "value", BPM_RANGE))
+    if kind == "glide":
+        return SetGlide(round(_number(obj, "value", GLIDE_RANGE)))
     if kind == "seed_image":
         name = _text(obj, "name", MAX_NAME_CHARS)
         assert name is not None
@@ -340,3 +395,44 @@ def decode_frame(data: bytes) -> AudioFrame | OpusFrame | ImageFrame:
             bytes(data[start + meta_len :]),
         )
     raise ValueError(f"unknown frame magic {magic!r}")
+
+
+class HeldAudio:
+    """What a client holds of a stream, as the protocol defines it (the reference for client
+    writers, and what tests compare): each frame written at its offset; a frame with
+    ``splice`` first discards everything held from its offset on."""
+
+    def __init__(self, channels: int) -> None:
+        self.start: int | None = None  # stream sample of the first sample held
+        self.splices = 0
+        self._audio = np.zeros((channels, 0), np.float32)
+
+    @property
+    def end(self) -> int:
+        return (self.start or 0) + self._audio.shape[-1]
+
+    @property
+    def audio(self) -> np.ndarray:
+        """``(channels, n)`` float32 from :attr:`start` (zeros where nothing arrived)."""
+        return self._audio
+
+    def write(self, offset: int, audio: np.ndarray, splice: bool = False) -> None:
+        if self.start is None:
+            self.start = offset
+        at = offset - self.start
+        if at < 0:
+            raise ValueError(f"audio at {offset} is before the first held sample {self.start}")
+        held = self._audio.shape[-1]
+        if splice:
+            self.splices += 1
+        if splice or at < held:
+            self._audio = self._audio[:, :at]
+        elif at > held:  # frames dropped for this client: silence in their place
+            gap = np.zeros((self._audio.shape[0], at - held), np.float32)
+            self._audio = np.concatenate([self._audio, gap], axis=-1)
+        self._audio = np.concatenate([self._audio, audio.astype(np.float32)], axis=-1)
+
+    def add(self, frame: AudioFrame) -> None:
+        """A decoded ``JAMA`` frame (Opus frames need a decoder first: ``jam.sound.opus``)."""
+        splice = frame.meta.get("splice")
+        self.write(frame.offset, frame.pcm / 32768.0, splice is not None)

@@ -263,7 +263,10 @@ class JamServer:
         except protocol.ProtocolError as e:
             # a client that does not read its replies gets no more of them (bounded queue)
             if listener.pending_text < MAX_PENDING_REPLIES:
-                listener.offer(Outgoing(e.to_message()), self.hub.clock.now())
+                now = self.hub.clock.now()
+                listener.offer(Outgoing(e.to_message()), now)
+                # the truth after a refusal, so a page snaps its control back
+                listener.offer(Outgoing(session.state_message()), now)
 
     @staticmethod
     async def _pump(ws: ServerConnection, listener: Listener) -> None:

@@ -16,6 +16,8 @@ from collections import deque
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from jam.model.device_queue import RealTimeMeter
 from jam.serve import protocol
 from jam.serve.clock import Clock, StreamClock
@@ -23,7 +25,7 @@ from jam.serve.limits import RateLimit
 from jam.serve.listener import Listener, Outgoing
 from jam.serve.recording import RECORDING_SECONDS, Recording
 from jam.serve.settings import SessionSettings
-from jam.sound.opus import CODEC_RATE, PRE_SKIP, OpusEncoder
+from jam.sound.opus import CODEC_RATE, PRE_ROLL_PACKETS, PRE_SKIP, OpusEncoder
 from jam.stream.controls import SessionState
 from jam.stream.producer import Chunk, RenderFailure, TileImage
 
@@ -51,7 +53,6 @@ class Session:
         self,
         context: SessionContext,
         state: SessionState,
-        stream: AsyncIterator[Chunk | TileImage | RenderFailure],
         meter: RealTimeMeter,
     ) -> None:
         self.context = context
@@ -70,13 +71,13 @@ class Session:
         self.stream_clock = StreamClock(
             context.sample_rate, self.settings.lead, self.settings.resume_buffer
         )
-        self._stream = stream
         self._published_end = 0
         self.codecs: tuple[str, ...] = ("pcm",)
         self._opus: OpusEncoder | None = None
         if context.opus_bitrate:
-            self._opus = OpusEncoder(context.sample_rate, context.channels, context.opus_bitrate)
+            self._opus = self._opus_from(0)
             self.codecs = ("opus", "pcm")
+        self.splices = 0
         # per codec: the frames a late joiner starts from (the chunk playing now, and on)
         self._recent_audio: dict[str, deque[Outgoing]] = {c: deque() for c in self.codecs}
         self.recording = Recording(context.sample_rate, context.channels, RECORDING_SECONDS)
@@ -91,6 +92,14 @@ class Session:
     def playhead(self, now: float | None = None) -> int:
         """The stream sample listeners are hearing now (0 before the first chunk)."""
         return self.stream_clock.playhead(self.clock.now() if now is None else now)
+
+    def reachable(self) -> int | None:
+        """The first stream sample a change may still alter: every listener's playhead plus
+        the splice margin (the time re-sent frames need to arrive). None before anyone hears."""
+        if not self.stream_clock.started:
+            return None
+        margin = round(self.settings.splice_margin * self.context.sample_rate)
+        return self.playhead() + margin
 
     def lead_seconds(self, now: float | None = None) -> float:
         """How far published audio runs ahead of the playhead: the listeners' buffer."""
@@ -191,7 +200,7 @@ class Session:
     def apply(self, message: protocol.ClientMessage) -> None:
         """Apply a control message to the steering state; ProtocolError explains refusals."""
         now = self.clock.now()
-        prompt = isinstance(message, protocol.SetPrompt)
+        prompt = isinstance(message, protocol.PROMPT_MESSAGES)
         limit = self._prompt_limit if prompt else self._setting_limit
         if not limit.allow(now):
             raise protocol.ProtocolError(
@@ -200,6 +209,12 @@ class Session:
         match message:
             case protocol.SetPrompt(text):
                 self.state.set_prompt(text)
+            case protocol.SetPrompts(prompts):
+                self.state.set_prompts(prompts)
+            case protocol.SetBpm(value):
+                self.state.set_bpm(value)
+            case protocol.SetGlide(beats):
+                self.state.set_glide(beats)
             case protocol.SetSeedImage(name):
                 if name not in self.context.seed_names:
                     known = ", ".join(self.context.seed_names)
@@ -213,23 +228,35 @@ class Session:
                 self.state.set_guidance(value)
             case _:
                 raise protocol.ProtocolError("bad_type", "not a control message")
-        self.broadcast(Outgoing(protocol.encode_message("state", state=self.state.snapshot())), now)
+        self.broadcast(Outgoing(self.state_message()), now)
+
+    def state_message(self) -> str:
+        return protocol.encode_message("state", state=self.state.snapshot())
 
     # -- the paced producer loop -------------------------------------------------------------
 
-    async def run(self) -> None:
-        """Pull from the producer no further than ``lead`` ahead of the playhead and fan out."""
+    async def run(self, stream: AsyncIterator[Chunk | TileImage | RenderFailure]) -> None:
+        """Pull from the producer no further than ``lead`` ahead of the playhead and fan out.
+
+        The producer is given :meth:`reachable`, so its splices land where every listener can
+        still hear them."""
         try:
-            async for item in self._stream:
+            async for item in stream:
                 if isinstance(item, TileImage):
                     self._publish_image(item)
                     continue
                 if isinstance(item, RenderFailure):
+                    if item.reverted:  # the change did not take: say what plays
+                        self.broadcast(Outgoing(self.state_message()))
                     self._tell_controllers(
                         protocol.error_message(
                             "generation_failed",
                             f"a tile failed to render ({item.reason}); "
-                            "the last good one plays in its place",
+                            + (
+                                "the change was taken back"
+                                if item.reverted
+                                else "the last good one plays in its place"
+                            ),
                             in_a_row=item.in_a_row,
                         )
                     )
@@ -239,10 +266,11 @@ class Session:
                     # joins next starts a fresh clock at the live edge, as at creation
                     await self._listening.wait()
                     self.stream_clock.reset()
-                await self._wait_until_due(item)
+                if item.offset >= self._published_end:  # re-sent audio goes out at once
+                    await self._wait_until_due(item)
                 self._publish_chunk(item)
         finally:
-            aclose = getattr(self._stream, "aclose", None)
+            aclose = getattr(stream, "aclose", None)
             if aclose is not None:
                 with contextlib.suppress(Exception):
                     await aclose()
@@ -262,10 +290,30 @@ class Session:
             )
 
     def _publish_chunk(self, chunk: Chunk) -> None:
-        """Encode the chunk once per codec and offer each listener its own encoding."""
+        """Encode the chunk once per codec and offer each listener its own encoding.
+
+        A splice (re-sent audio from ``chunk.offset`` on) first withdraws what it replaces
+        from the recording, the late joiners' frames and the listeners' queues, and restarts
+        the Opus encoder a few packets earlier: that pre-roll lets a fresh decoder settle."""
         now = self.clock.now()
         frames = chunk.audio.shape[-1]
         meta = {**chunk.meta, "seq": chunk.seq, "offset": chunk.offset}
+        audio = chunk.audio
+        if chunk.splice:
+            meta["splice"] = chunk.offset
+            self.splices += 1
+            if self._opus is not None:
+                step = self._opus.packet_samples
+                held = -(-self.recording.start // step) * step  # the first packet still held
+                start = max(held, (chunk.offset // step - PRE_ROLL_PACKETS) * step)
+                self._opus = self._opus_from(start)
+                audio = np.concatenate([self.recording.span(start, chunk.offset), audio], axis=-1)
+            self.recording.truncate(chunk.offset)
+            for recent in self._recent_audio.values():
+                while recent and recent[-1].offset >= chunk.offset:
+                    recent.pop()
+            for listener in self.listeners.values():
+                listener.withdraw(chunk.offset)
         encoded = {
             "pcm": Outgoing(
                 protocol.encode_audio_frame(
@@ -276,7 +324,7 @@ class Session:
                 end=chunk.offset + frames,
             )
         }
-        if self._opus is not None and (packets := self._opus.encode(chunk.audio)):
+        if self._opus is not None and (packets := self._opus.encode(audio)):
             step = self._opus.packet_samples
             first, end = packets[0].offset, packets[-1].offset + step
             encoded["opus"] = Outgoing(
@@ -294,8 +342,8 @@ class Session:
                 end=end,
             )
         self.chunks += 1
-        self._published_end = chunk.offset + frames
-        self.recording.add(chunk.audio)
+        self._published_end = max(self._published_end, chunk.offset + frames)
+        self.recording.add(chunk.offset, chunk.audio)
         playhead = self.playhead(now)
         for codec, item in encoded.items():
             recent = self._recent_audio[codec]
@@ -311,6 +359,11 @@ class Session:
         if self._last_health is None or now - self._last_health >= self.settings.health_interval:
             self._last_health = now
             self.broadcast(Outgoing(protocol.encode_message("health", **self.health(now))), now)
+
+    def _opus_from(self, start: int) -> OpusEncoder:
+        assert self.context.opus_bitrate
+        c = self.context
+        return OpusEncoder(c.sample_rate, c.channels, c.opus_bitrate, start=start)
 
     def _publish_image(self, image: TileImage) -> None:
         meta = {**image.meta, "tile": image.tile, "offset": image.offset}

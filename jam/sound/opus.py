@@ -20,6 +20,7 @@ CODEC_RATE = 48000
 PACKET_SECONDS = 0.02
 CODEC_PACKET = round(CODEC_RATE * PACKET_SECONDS)  # 960 samples at 48 kHz
 PRE_SKIP = 312  # libopus's look-ahead at 48 kHz: a packet's audio is decoded this much late
+PRE_ROLL_PACKETS = 4  # 80 ms (RFC 7845's pre-roll): a fresh decoder has settled after them
 
 
 @dataclass(frozen=True)
@@ -45,9 +46,13 @@ def default_bitrate(sample_rate: int, channels: int) -> int:
 
 
 class OpusEncoder:
-    """One session's encoder: float audio in stream order -> packets with stream offsets."""
+    """One session's encoder: float audio in stream order -> packets with stream offsets.
 
-    def __init__(self, sample_rate: int, channels: int, bitrate: int) -> None:
+    ``start`` is the stream sample of the first audio it is given (a multiple of a packet):
+    after a splice the session restarts its encoder a few packets before the splice.
+    """
+
+    def __init__(self, sample_rate: int, channels: int, bitrate: int, start: int = 0) -> None:
         import av
 
         if sample_rate % round(1 / PACKET_SECONDS):
@@ -55,6 +60,9 @@ class OpusEncoder:
         self.sample_rate = sample_rate
         self.channels = channels
         self.packet_samples = round(sample_rate * PACKET_SECONDS)
+        if start % self.packet_samples:
+            raise ValueError(f"an encoder starts on a packet boundary, not at {start}")
+        self.start = start
         layout = "mono" if channels == 1 else "stereo"
         self._codec = av.CodecContext.create("libopus", "w")
         self._codec.sample_rate = CODEC_RATE
@@ -85,7 +93,8 @@ class OpusEncoder:
         while self._fifo.samples >= CODEC_PACKET:
             for packet in self._codec.encode(self._fifo.read(CODEC_PACKET)):
                 index = (int(packet.pts) + PRE_SKIP) // CODEC_PACKET
-                packets.append(OpusPacket(index * self.packet_samples, bytes(packet)))
+                offset = self.start + index * self.packet_samples
+                packets.append(OpusPacket(offset, bytes(packet)))
         return packets
 
 

@@ -1,20 +1,23 @@
 """A session's endless stream: tiles rendered ahead, joined on the beat grid, levelled.
 
 Every tile of a session is img2img'd from the same seed loop, a whole number of beats long, so
-all tiles share one beat grid (:mod:`jam.stream.timeline`). A prompt change renders a fresh tile
-for the *current* slot and crossfades into it at the next beat, mid-tile, instead of waiting for
-the buffered tile to play out. The producer yields as fast as it is pulled: pacing against the
-playhead is the consumer's job (the server), which keeps it a bounded lead ahead.
+all tiles share one beat grid (:mod:`jam.stream.timeline`). A change renders a fresh tile and
+*splices* it in on the first beat listeners can still reach (``reachable``: their playhead
+plus a margin, from the session), even inside audio already sent: that span is mixed again and
+re-sent as a replacement (:attr:`Chunk.splice`). The producer yields as fast as it is pulled:
+pacing against the playhead is the consumer's job (the server), which keeps it a bounded lead
+ahead.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import io
 import itertools
 import logging
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,10 +27,20 @@ from PIL import Image
 from jam.model.types import RenderedTile, Renderer, TileRequest
 from jam.seeds.library import SeedLibrary
 from jam.sound.mixing import follow_gain_db, level_and_limit, rms_db
-from jam.stream.controls import SessionState, first_request, next_request
+from jam.stream.controls import (
+    Controls,
+    SessionState,
+    first_request,
+    glide_steps,
+    next_request,
+    switch_request,
+)
 from jam.stream.timeline import Placed, Timeline, mix_meta
 
 log = logging.getLogger(__name__)
+
+# The earliest stream sample a change may still alter (None: nothing has been heard yet).
+Reachable = Callable[[], "int | None"]
 
 
 @dataclass(frozen=True)
@@ -37,7 +50,6 @@ class StreamSettings:
     chunk_seconds: float = 0.25  # audio per frame on the wire
     overlap_beats: int = 1  # crossfade between successive tiles
     evolve: float = 0.25  # alpha step per tile toward the next noise seed, prompt unchanged
-    glide_tiles: int = 2  # tiles from a change to the new controls at full weight
     max_failures: int = 3  # renders failing in a row before the stream gives up
 
 
@@ -52,14 +64,17 @@ class Chunk:
     sample_rate: int
     audio: np.ndarray  # (channels, n) float32 in [-1, 1]
     meta: dict[str, object] = field(default_factory=dict)
+    splice: bool = False  # replaces everything sent from ``offset`` on (the chunks after it too)
 
 
 @dataclass(frozen=True)
 class RenderFailure:
-    """A render failed and its slot plays the last good tile (or the seed loop) instead."""
+    """A render failed: its slot plays the last good tile (or the seed loop) instead, or, for
+    a change, the change is taken back (``reverted``: the state now says what plays)."""
 
     reason: str
     in_a_row: int
+    reverted: bool = False
 
 
 @dataclass(frozen=True)
@@ -68,6 +83,21 @@ class TileImage:
     offset: int  # stream sample index where the tile's first frame plays
     png: bytes
     meta: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What the render in flight is for."""
+
+    request: TileRequest
+    switch: bool = False  # a change (spliced in on a beat), else the next slot's tile
+    step: int = 1  # of a glide's ``steps``
+    steps: int = 1
+    fade_beats: int = 1
+    not_before: int = 0  # a later glide step waits for the one before it to fade in
+    version: int = 0  # the state version a change answers
+    heard: Controls | None = None  # what played before the change (to take it back)
+    target: Controls | None = None
 
 
 class Producer:
@@ -79,22 +109,26 @@ class Producer:
         renderer: Renderer,
         seeds: SeedLibrary,
         settings: StreamSettings = StreamSettings(),
+        reachable: Reachable | None = None,
     ) -> None:
         self.state = state
         self.renderer = renderer
         self.seeds = seeds
         self.settings = settings
+        self.reachable = reachable  # None: offline, nothing is heard before it is made
         self.sample_rate = seeds.params.sample_rate
         self.chunk = max(1, round(settings.chunk_seconds * self.sample_rate))
         self.pos = 0  # next stream sample to emit
         self.timeline: Timeline | None = None
         self.pending: asyncio.Task[RenderedTile] | None = None
-        self.pending_base: Placed | None = None
-        self.pending_request: TileRequest | None = None
-        self.pending_is_switch = False
+        self.plan: _Plan | None = None
+        self.next_step: _Plan | None = None  # the glide step to ask for next
         self.seen_version = state.version
+        self.heard = state.controls  # the controls of the last change that came in
         self.gain_db: float | None = None
         self.failures_in_row = 0
+        self.render_samples = 0  # stream samples the last render took (to aim changes)
+        self.splices = 0
         self._failures: list[RenderFailure] = []  # to announce with the next events
         self._ids = itertools.count()
         self._seq = itertools.count()
@@ -104,7 +138,8 @@ class Producer:
     async def stream(self) -> AsyncIterator[Chunk | TileImage | RenderFailure]:
         try:
             request = first_request(self.state)
-            first = self._place(await self._rendered(self.renderer(request), request), start=0)
+            tile = await self._rendered(self.renderer(request), _Plan(request))
+            first = self._place(tile, start=0)
             self.timeline = Timeline(first, self.settings.overlap_beats)
             yield await self._tile_image(first)
             for failure in self._failures:
@@ -113,15 +148,113 @@ class Producer:
             while True:
                 for event in await self._advance():
                     yield event
-                yield self._emit()
+                yield self._emit(self.pos, self.pos + self.chunk)
+                self.pos += self.chunk
         finally:
             await self._cancel_pending()
 
+    def _reach(self) -> int:
+        """The first stream sample a change may alter now."""
+        r = self.reachable() if self.reachable is not None else None
+        return self.pos if r is None else r
+
+    async def _advance(self) -> list[Chunk | TileImage | RenderFailure]:
+        """Handle changes, finished renders and slots due before the next chunk."""
+        timeline = self.timeline
+        assert timeline is not None
+        events: list[Chunk | TileImage | RenderFailure] = []
+        timeline.forget(min(self.pos, self._reach()))
+        if self.state.version != self.seen_version:
+            self.seen_version = self.state.version
+            self.state.changed.clear()
+            if self._moves_music():
+                await self._cancel_pending()
+                self.next_step = None
+                self._ask(self._switch_plan())
+        end = self.pos + self.chunk
+        while True:
+            pending, plan = self.pending, self.plan
+            # done, or due before this chunk ends (the renderer is behind: wait for it)
+            due = pending is not None and (
+                pending.done() or timeline.slot_start(timeline.last) < end
+            )
+            if due and pending is not None and plan is not None:
+                self.pending = None
+                tile = await self._rendered(pending, plan)
+                events += self._failures
+                self._failures.clear()
+                if tile is not None:
+                    events += await self._put(tile, plan)
+            if self.pending is None:
+                if self.next_step is not None:
+                    plan, self.next_step = self.next_step, None
+                    self._ask(plan)
+                    continue
+                # Render one tile ahead: ask once the last tile's slot has begun. A switch
+                # shares the slot playing now, so its successor is asked for at once.
+                if timeline.all_started(self.pos):
+                    prev = timeline.last.tile.request
+                    s = self.settings
+                    self._ask(_Plan(next_request(prev, self.state.steps, s.evolve)))
+                    continue
+            return events
+
+    def _emit(self, a: int, b: int, splice: bool = False) -> Chunk:
+        assert self.timeline is not None
+        audio, mix = self.timeline.mix(a, b)
+        meta = mix_meta(a, mix, self.sample_rate)
+        return Chunk(next(self._seq), a, self.sample_rate, audio.numpy(), meta, splice)
+
+    def _resend(self, start: int) -> list[Chunk]:
+        """Audio from ``start`` up to what was sent, mixed again: the replacement."""
+        chunks = []
+        a = start
+        while a < self.pos:
+            b = min(self.pos, (a // self.chunk + 1) * self.chunk)
+            chunks.append(self._emit(a, b, splice=a == start))
+            a = b
+        return chunks
+
+    # --- renders ----------------------------------------------------------------------------
+
+    def _moves_music(self) -> bool:
+        """Whether the state now differs from where the music is going in more than the glide
+        (which only shapes later changes)."""
+        plan = self.plan if self.pending is not None else None
+        going = plan.target if plan is not None and plan.target is not None else self.heard
+        return dataclasses.replace(self.state.controls, glide=going.glide) != going
+
+    def _switch_plan(self) -> _Plan:
+        """The first step toward the state's new controls, from the tile likely to be heard
+        where it will land (now, plus about one render)."""
+        assert self.timeline is not None
+        c = self.state.controls
+        prev = self.timeline.playing_at(self._reach() + self.render_samples).tile.request
+        steps, fade = glide_steps(c.glide)
+        request = switch_request(prev, c, self.state.steps, 1.0 / steps)
+        return _Plan(request, True, 1, steps, fade, 0, self.state.version, self.heard, target=c)
+
+    def _ask(self, plan: _Plan) -> None:
+        self.plan = plan
+        self.pending = asyncio.create_task(
+            self.renderer(plan.request), name=f"render tile for {plan.request.end.prompt!r}"
+        )
+
+    async def _cancel_pending(self) -> None:
+        if self.pending is not None and not self.pending.done():
+            self.pending.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self.pending
+        self.pending = None
+
     async def _rendered(
-        self, render: Awaitable[RenderedTile], request: TileRequest, base: Placed | None = None
-    ) -> RenderedTile:
-        """The tile, or, when its render fails, the last good one (the seed loop for the
-        first): the stream keeps playing. Only ``max_failures`` in a row end it."""
+        self, render: asyncio.Future[RenderedTile] | asyncio.Task[RenderedTile], plan: _Plan
+    ) -> RenderedTile | None:
+        """The tile; when its render fails, a stand-in so the stream keeps playing (the last
+        good tile; the seed loop for the first), or None for a change, which is taken back.
+        Only ``max_failures`` in a row end the stream."""
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
         try:
             tile = await render
         except asyncio.CancelledError:
@@ -133,105 +266,62 @@ class Producer:
             if self.failures_in_row >= self.settings.max_failures:
                 message = f"{self.failures_in_row} renders failed in a row; last: {reason}"
                 raise GenerationFailed(message) from e
-            self._failures.append(RenderFailure(reason, self.failures_in_row))
-            if base is not None:
-                return RenderedTile(base.tile.request, base.tile.audio, base.tile.image)
-            seed = self.seeds.get(request.seed_image)
-            return RenderedTile(request, seed.audio, seed.image)
+            return self._failed(plan, reason)
+        self.render_samples = round((loop.time() - t0) * self.sample_rate)
         self.failures_in_row = 0
         return tile
 
-    async def _advance(self) -> list[TileImage | RenderFailure]:
-        """Handle changes, finished renders and tile boundaries before the next chunk."""
-        timeline = self.timeline
-        assert timeline is not None
-        events: list[TileImage | RenderFailure] = []
-        if self.state.version != self.seen_version:
-            self.seen_version = self.state.version
-            self.state.changed.clear()
-            await self._cancel_pending()
-            timeline.drop_unstarted(self.pos)
-            self._request(switch=True)
-        end = self.pos + self.chunk
-        while True:
-            placed = None
-            pending = self.pending
-            # done, or due before this chunk ends (the renderer is behind: wait for it)
-            if pending is not None and (pending.done() or self._needs_successor_by() < end):
-                base = self.pending_base or timeline.last
-                assert self.pending_request is not None
-                placed = self._place_finished(
-                    await self._rendered(pending, self.pending_request, base)
+    def _failed(self, plan: _Plan, reason: str) -> RenderedTile | None:
+        if plan.switch:
+            if plan.step < plan.steps:  # the glide goes on from the next step
+                self.next_step = dataclasses.replace(
+                    plan,
+                    request=dataclasses.replace(plan.request, alpha=(plan.step + 1) / plan.steps),
+                    step=plan.step + 1,
                 )
-            if placed is not None:
-                events += self._failures
-                self._failures.clear()
-                events.append(await self._tile_image(placed))
-            # Render one tile ahead: ask once every queued tile's slot has begun. A switch
-            # shares the current slot (its start is past), so its successor is asked for at
-            # once: the switch may be heard late in the slot, leaving little time.
-            if self.pending is None and timeline.all_started(self.pos):
-                self._request(switch=False)
-                continue
-            return events
+            reverted = (
+                plan.step == 1
+                and plan.heard is not None
+                and self.state.revert(plan.heard, plan.version)
+            )
+            if reverted:
+                self.seen_version = self.state.version
+            self._failures.append(RenderFailure(reason, self.failures_in_row, reverted))
+            return None
+        self._failures.append(RenderFailure(reason, self.failures_in_row))
+        if self.timeline is not None:
+            last = self.timeline.last.tile
+            return RenderedTile(plan.request, last.audio, last.image)
+        seed = self.seeds.get(plan.request.seed_image)
+        return RenderedTile(plan.request, seed.audio, seed.image)
 
-    def _emit(self) -> Chunk:
-        assert self.timeline is not None
-        a, b = self.pos, self.pos + self.chunk
-        audio, mix = self.timeline.mix(a, b)
-        self.pos = b
-        meta = mix_meta(a, mix, self.sample_rate)
-        return Chunk(next(self._seq), a, self.sample_rate, audio.numpy(), meta)
-
-    # --- renders ----------------------------------------------------------------------------
-
-    def _needs_successor_by(self) -> int:
-        """The stream sample by which the pending render must be placed."""
-        assert self.timeline is not None
-        return self.timeline.slot_start(self.pending_base or self.timeline.last)
-
-    def _request(self, switch: bool) -> None:
-        assert self.timeline is not None
-        base = self.timeline.last
-        s = self.settings
-        req = next_request(
-            base.tile.request,
-            self.state.controls,
-            self.state.steps,
-            switch,
-            s.evolve,
-            s.glide_tiles,
-        )
-        self.pending_base = base
-        self.pending_is_switch = switch
-        self.pending_request = req
-        self.pending = asyncio.create_task(
-            self.renderer(req), name=f"render tile for {req.end.prompt!r}"
-        )
-
-    async def _cancel_pending(self) -> None:
-        if self.pending is not None and not self.pending.done():
-            self.pending.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self.pending
-        self.pending = None
-
-    def _place_finished(self, rendered: RenderedTile) -> Placed:
+    async def _put(self, rendered: RenderedTile, plan: _Plan) -> list[Chunk | TileImage]:
+        """Place a finished tile; a change is spliced in, re-sending what it alters."""
         timeline = self.timeline
         assert timeline is not None
-        base = self.pending_base or timeline.last
-        self.pending = None
-        if self.pending_is_switch:
-            fade_start = timeline.switch_point(base, self.pos)
-            if fade_start is not None:
-                # the same seed keeps the same grid: the switch tile shares base's slot
-                same_grid = rendered.request.seed_image == base.tile.request.seed_image
-                placed = self._place(rendered, base.start if same_grid else fade_start)
-                timeline.schedule_switch(base, placed, fade_start)
-                return placed
-        placed = self._place(rendered, timeline.slot_start(base))
-        timeline.schedule_successor(base, placed)
-        return placed
+        if not plan.switch:
+            placed = self._place(rendered, timeline.slot_start(timeline.last))
+            timeline.add_successor(placed)
+            return [await self._tile_image(placed)]
+        after = max(self._reach(), plan.not_before)
+        r = rendered.request
+        where = timeline.plan_switch(after, (r.seed_image, r.bpm), plan.fade_beats)
+        placed = self._place(rendered, where.start)
+        changed = timeline.switch_in(placed, where)
+        if plan.step == 1 and plan.target is not None:
+            self.heard = plan.target
+        if plan.step < plan.steps:
+            self.next_step = dataclasses.replace(
+                plan,
+                request=dataclasses.replace(r, alpha=(plan.step + 1) / plan.steps),
+                step=plan.step + 1,
+                not_before=where.fade_start + where.fade_len,
+            )
+        events: list[Chunk | TileImage] = [await self._tile_image(placed, splice=changed)]
+        if changed < self.pos:
+            self.splices += 1
+            events += self._resend(changed)
+        return events
 
     def _place(self, rendered: RenderedTile, start: int) -> Placed:
         audio = rendered.audio.to(torch.float32)
@@ -240,7 +330,7 @@ class Producer:
         beats = self.seeds.get(rendered.request.seed_image).beats
         return Placed(next(self._ids), rendered, levelled, start, beats)
 
-    async def _tile_image(self, placed: Placed) -> TileImage:
+    async def _tile_image(self, placed: Placed, splice: int | None = None) -> TileImage:
         png = await asyncio.to_thread(_grey_png, placed.tile.image)
         meta = placed.meta() | {
             "seconds": round(placed.tile.seconds, 3),
@@ -248,6 +338,8 @@ class Producer:
             "fade_start": placed.fade_start,
             "samples": placed.length,
         }
+        if splice is not None and splice < self.pos:
+            meta["splice"] = splice
         return TileImage(placed.id, placed.start, png, meta)
 
 

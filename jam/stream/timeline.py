@@ -1,25 +1,30 @@
 """The beat-grid timeline of one stream (pure: no I/O, no clock, no async).
 
 Stream positions are *stream samples* from the session's start. A placed tile's sample 0 plays
-at ``start``; consecutive tiles overlap by whole beats and are joined with an equal-power
-crossfade; a prompt switch shares the current tile's slot and fades in at a beat mid-tile.
-:class:`Timeline` holds the tile playing now and those scheduled to fade in, and mixes any span
-of samples from them.
+at ``start`` (its downbeat); consecutive tiles overlap by whole beats and are joined with an
+equal-power crossfade. A change comes in as a *switch*: a tile that fades in on a beat (a bar
+line when it moves the grid) and replaces everything scheduled after that point, even audio
+already sent, as long as listeners have not reached it (the producer re-sends that span).
+:class:`Timeline` keeps every transition listeners may still hear, and mixes any span of them
+without changing them, so a span can be mixed again after a switch.
 """
 
 from __future__ import annotations
 
 import math
-from collections import deque
 from dataclasses import dataclass
 
 import torch
 
 from jam.model.types import RenderedTile
 from jam.sound.mixing import equal_power_weights
+from jam.sound.tempo import BAR_BEATS
 
 # (tile, share of a span's power it contributed): what a chunk's metadata reports
 Mix = list[tuple["Placed", float]]
+# what each source in a chunk's ``mix`` repeats of its tile (the rest is in the tile's image
+# frame and in the chunk's own fields): every listener gets it 4 times a second
+MIX_FIELDS = ("tile", "prompt", "prompt_to", "alpha", "seed", "seed_to")
 
 
 @dataclass
@@ -31,7 +36,7 @@ class Placed:
     audio: torch.Tensor
     start: int
     beats: int
-    fade_start: int = 0  # where it begins to be heard (mid-tile for a prompt switch)
+    fade_start: int = 0  # where it begins to be heard (mid-tile for a switch)
 
     @property
     def length(self) -> int:
@@ -45,10 +50,16 @@ class Placed:
     def end(self) -> int:
         return self.start + self.length
 
-    def next_beat(self, pos: int) -> int:
-        """The first beat of this tile's grid at or after ``pos``."""
-        k = math.ceil((pos - self.start) / self.beat_len - 1e-9)
-        return self.start + round(k * self.beat_len)
+    @property
+    def grid(self) -> tuple[str, float | None]:
+        """What decides its beat grid: the seed loop and the tempo."""
+        return self.tile.request.seed_image, self.tile.request.bpm
+
+    def next_beat(self, pos: int, every: int = 1) -> int:
+        """The first beat of this tile's grid at or after ``pos`` (every ``every`` beats)."""
+        span = self.beat_len * every
+        k = math.ceil((pos - self.start) / span - 1e-9)
+        return self.start + round(k * span)
 
     def segment(self, a: int, b: int) -> torch.Tensor:
         """Samples [a, b) of the stream from this tile, zero outside it."""
@@ -64,11 +75,14 @@ class Placed:
             "tile": self.id,
             "prompt": r.start.prompt,
             "prompt_to": r.end.prompt,
+            "prompts": [[p.text, p.weight] for p in r.start.prompts],
+            "prompts_to": [[p.text, p.weight] for p in r.end.prompts],
             "alpha": round(r.alpha, 4),
             "seed": r.start.seed,
             "seed_to": r.end.seed,
             "seed_image": r.seed_image,
             "strength": round(r.strength, 4),
+            "guidance": round(r.guidance, 4),
         }
 
 
@@ -85,81 +99,128 @@ class Transition:
         return self.fade_start + self.fade_len
 
 
+@dataclass(frozen=True)
+class SwitchPlan:
+    """Where a switch tile goes: its ``start``, its fade, and how many transitions stay."""
+
+    start: int
+    fade_start: int
+    fade_len: int
+    keep: int  # transitions before it that stay scheduled
+
+
 class Timeline:
-    """The tile playing now plus the tiles scheduled to take over, on one beat grid."""
+    """Every transition listeners may still hear, in order, on one beat grid.
+
+    Fades never overlap: each transition begins once the one before it has faded in.
+    """
 
     def __init__(self, first: Placed, overlap_beats: int) -> None:
-        self.current = first
+        first.fade_start = first.start
+        self.entries: list[Transition] = [Transition(first, first.start, 0)]
         self.overlap_beats = overlap_beats
-        self.scheduled: deque[Transition] = deque()
 
     @property
     def last(self) -> Placed:
         """The tile that plays last of all scheduled: the base of the next slot."""
-        return self.scheduled[-1].tile if self.scheduled else self.current
+        return self.entries[-1].tile
 
     def slot_start(self, tile: Placed) -> int:
         """Where ``tile``'s successor begins: overlapping its last ``overlap_beats`` beats."""
         return tile.start + round((tile.beats - self.overlap_beats) * tile.beat_len)
 
     def all_started(self, pos: int) -> bool:
-        """Whether every scheduled tile's slot has begun (then the next one may be asked for)."""
-        return all(t.tile.start <= pos for t in self.scheduled)
+        """Whether the last tile's slot has begun (then the next one may be asked for)."""
+        return self.last.start <= pos
 
-    def drop_unstarted(self, pos: int) -> None:
-        """Forget tiles queued to fade in at or after ``pos``; a fade in progress stays."""
-        while self.scheduled and self.scheduled[-1].fade_start >= pos:
-            self.scheduled.pop()
+    def index_at(self, pos: int) -> int:
+        """The transition heard at ``pos`` (alone, or still fading in)."""
+        i = 0
+        while i + 1 < len(self.entries) and self.entries[i + 1].fade_start <= pos:
+            i += 1
+        return i
 
-    def schedule_successor(self, base: Placed, tile: Placed) -> None:
-        """``tile`` (placed at ``slot_start(base)``) crossfades in over the overlap beats."""
-        overlap = round(self.overlap_beats * base.beat_len)
+    def playing_at(self, pos: int) -> Placed:
+        return self.entries[self.index_at(pos)].tile
+
+    def forget(self, before: int) -> None:
+        """Drop tiles nobody can hear any more: superseded before stream sample ``before``."""
+        while len(self.entries) > 1 and self.entries[1].fade_end <= before:
+            self.entries.pop(0)
+
+    def add_successor(self, tile: Placed) -> Transition:
+        """``tile`` (placed at ``slot_start(last)``) crossfades in over the overlap beats."""
+        base = self.last
+        transition = Transition(tile, tile.start, round(self.overlap_beats * base.beat_len))
         tile.fade_start = tile.start
-        self.scheduled.append(Transition(tile, tile.start, overlap))
+        self.entries.append(transition)
+        return transition
 
-    def switch_point(self, base: Placed, pos: int) -> int | None:
-        """The beat where a switch tile sharing ``base``'s slot fades in, or None if that
-        one-beat fade would not end before ``base``'s successor slot begins."""
-        after = max([pos] + [t.fade_end for t in self.scheduled])
-        fade_start = base.next_beat(after)
-        return fade_start if fade_start + round(base.beat_len) <= self.slot_start(base) else None
+    def plan_switch(
+        self, after: int, grid: tuple[str, float | None], fade_beats: int
+    ) -> SwitchPlan:
+        """Where a switch tile with beat grid ``grid`` comes in, not before ``after``.
 
-    def schedule_switch(self, base: Placed, tile: Placed, fade_start: int) -> None:
-        """``tile`` fades in over one of ``base``'s beats from ``fade_start``."""
-        tile.fade_start = fade_start
-        self.scheduled.append(Transition(tile, fade_start, round(base.beat_len)))
+        On the next beat of the tile heard then (after any fade in progress), or the next bar
+        line when the grid moves. It keeps that tile's position in the pattern (same grid) or
+        starts on its own downbeat there. The fade lasts up to ``fade_beats`` (one beat for a
+        new grid) and must end before that tile's own successor is due; when not even a beat
+        fits, the switch takes over that successor's slot instead.
+        """
+        i = self.index_at(after)
+        here = self.entries[i]
+        base = here.tile
+        after = max(after, here.fade_end)
+        same = grid == base.grid
+        x = base.next_beat(after, 1 if same else BAR_BEATS)
+        slot = self.slot_start(base)
+        room = math.floor((slot - x) / base.beat_len + 1e-9)
+        if room >= 1:
+            beats = min(fade_beats, room) if same else 1
+            start = base.start if same else x
+            return SwitchPlan(start, x, round(beats * base.beat_len), i + 1)
+        # (``after`` is past ``slot`` only while that successor is not yet placed, so its slot
+        # has not been sent yet either)
+        return SwitchPlan(slot, slot, round(self.overlap_beats * base.beat_len), i + 1)
+
+    def switch_in(self, tile: Placed, plan: SwitchPlan) -> int:
+        """Schedule ``tile`` by ``plan``, dropping what it supersedes; returns the first stream
+        sample whose mix changed (where re-sent audio must start)."""
+        dropped = self.entries[plan.keep :]
+        del self.entries[plan.keep :]
+        tile.fade_start = plan.fade_start
+        self.entries.append(Transition(tile, plan.fade_start, plan.fade_len))
+        return min([plan.fade_start] + [t.fade_start for t in dropped])
 
     def mix(self, a: int, b: int) -> tuple[torch.Tensor, Mix]:
-        """Samples [a, b) of the stream, and each tile's share in them.
-
-        Tiles whose fade-in ends inside the span become current; call with increasing spans.
-        """
-        out = torch.zeros(self.current.audio.shape[0], b - a)
+        """Samples [a, b) of the stream, and each tile's share in them (changes nothing)."""
+        out = torch.zeros(self.entries[0].tile.audio.shape[0], b - a)
         mix: Mix = []
+        i = self.index_at(a)
         t = a
         while t < b:
-            cur = self.current
-            nxt = self.scheduled[0] if self.scheduled else None
-            if nxt is None or t < nxt.fade_start:
+            here = self.entries[i]
+            nxt = self.entries[i + 1] if i + 1 < len(self.entries) else None
+            if i > 0 and t < here.fade_end:
+                prev = self.entries[i - 1].tile
+                stop = min(b, here.fade_end)
+                pos = (torch.arange(t, stop) - here.fade_start + 0.5) / here.fade_len
+                w_out, w_in = equal_power_weights(pos)
+                out[:, t - a : stop - a] = (
+                    prev.segment(t, stop) * w_out + here.tile.segment(t, stop) * w_in
+                )
+                share = (stop - t) / (b - a)
+                mix += [
+                    (prev, share * float(w_out.mean() ** 2)),
+                    (here.tile, share * float(w_in.mean() ** 2)),
+                ]
+            else:
                 stop = b if nxt is None else min(b, nxt.fade_start)
-                out[:, t - a : stop - a] = cur.segment(t, stop)
-                mix.append((cur, (stop - t) / (b - a)))
-                t = stop
-                continue
-            stop = min(b, nxt.fade_end)
-            pos = (torch.arange(t, stop) - nxt.fade_start + 0.5) / nxt.fade_len
-            w_out, w_in = equal_power_weights(pos)
-            out[:, t - a : stop - a] = (
-                cur.segment(t, stop) * w_out + nxt.tile.segment(t, stop) * w_in
-            )
-            share = (stop - t) / (b - a)
-            mix += [
-                (cur, share * float(w_out.mean() ** 2)),
-                (nxt.tile, share * float(w_in.mean() ** 2)),
-            ]
+                out[:, t - a : stop - a] = here.tile.segment(t, stop)
+                mix.append((here.tile, (stop - t) / (b - a)))
             t = stop
-            if stop == nxt.fade_end:
-                self.current = self.scheduled.popleft().tile
+            if nxt is not None and t >= nxt.fade_start:
+                i += 1
         return out, mix
 
 
@@ -169,7 +230,10 @@ def mix_meta(a: int, mix: Mix, sample_rate: int) -> dict[str, object]:
     for tile, w in mix:
         weights[tile.id] = (tile, weights.get(tile.id, (tile, 0.0))[1] + w)
     total = sum(w for _, w in weights.values()) or 1.0
-    sources = [t.meta() | {"weight": round(w / total, 4)} for t, w in weights.values()]
+    sources = [
+        {k: v for k, v in t.meta().items() if k in MIX_FIELDS} | {"weight": round(w / total, 4)}
+        for t, w in weights.values()
+    ]
     main = max(weights.values(), key=lambda tw: tw[1])[0]
     beat = (a - main.start) / main.beat_len
     bpm = 60.0 * sample_rate / main.beat_len

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from jam.model.device_queue import DeviceQueue
+from jam.model.types import WeightedPrompt
 
 
 def pixels(image) -> np.ndarray:
@@ -64,7 +65,9 @@ def test_a_failing_request_reports_to_its_caller_and_the_queue_keeps_serving(tin
         queue = DeviceQueue(tiny_engine.render, tiny_engine.params.sample_rate)
         try:
             bad = dataclasses.replace(tiny_engine.request("x", seed=0), alpha=0.0)
-            bad = dataclasses.replace(bad, start=dataclasses.replace(bad.start, prompt=" "))
+            bad = dataclasses.replace(
+                bad, start=dataclasses.replace(bad.start, prompts=(WeightedPrompt(" ", 1.0),))
+            )
             with pytest.raises(ValueError, match="prompt is empty"):
                 await queue(bad)
             return await queue(tiny_engine.request("disco", seed=3))

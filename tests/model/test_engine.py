@@ -11,12 +11,13 @@ import torch
 from jam.model.engine import load_engine
 from jam.model.folder import Model, ModelError
 from jam.model.interpolate import seeded_noise, slerp
-from jam.model.types import MAX_PROMPT_CHARS, Endpoint, TileRequest
+from jam.model.types import MAX_PROMPT_CHARS, Endpoint, TileRequest, WeightedPrompt, blend
+from jam.sound.tempo import stretched_width
 
 
 def pair(engine, alpha: float, seed_image: str = "four_on_floor") -> TileRequest:
-    a = Endpoint("warm analog synth pads", seed=1, strength=0.75, guidance=7.0)
-    b = Endpoint("fast techno with acid bass", seed=2, strength=0.75, guidance=7.0)
+    a = Endpoint(blend("warm analog synth pads"), seed=1, strength=0.75, guidance=7.0)
+    b = Endpoint(blend("fast techno with acid bass"), seed=2, strength=0.75, guidance=7.0)
     return TileRequest(a, b, alpha, seed_image, engine.defaults.steps)
 
 
@@ -67,7 +68,7 @@ def test_a_batch_renders_the_same_tiles_as_one_at_a_time(tiny_engine):
 
 def test_render_returns_a_full_tile_of_audio_and_its_spectrogram(tiny_engine):
     tiles = tiny_engine.render(
-        [pair(tiny_engine, 0.5), single(tiny_engine, Endpoint("x", 5, 0.5, 7.0))]
+        [pair(tiny_engine, 0.5), single(tiny_engine, Endpoint(blend("x"), 5, 0.5, 7.0))]
     )
     for tile in tiles:
         assert tile.audio.shape == (1, tiny_engine.tile_samples)
@@ -118,7 +119,9 @@ def test_seed_image_of_the_wrong_size_is_a_clear_error(tiny_engine):
 )
 def test_empty_or_overlong_prompt_is_refused(tiny_engine, prompt, message):
     with pytest.raises(ValueError, match=message):
-        tiny_engine.render([single(tiny_engine, Endpoint(prompt, 0, 0.75, 7.0))])
+        tiny_engine.render(
+            [single(tiny_engine, Endpoint((WeightedPrompt(prompt, 1.0),), 0, 0.75, 7.0))]
+        )
 
 
 def test_unknown_model_names_say_what_is_wrong(tmp_path, monkeypatch):
@@ -177,7 +180,7 @@ def test_img2img_matches_diffusers_own_img2img_pipeline_for_each_scheduler(tiny_
     components["scheduler"] = base.from_config(tiny_engine.pipe.scheduler.config)
     pipe = StableDiffusionPipeline(**components)
     engine = Engine(Model(pipe, tiny_engine.params, tiny_engine.defaults, name), tiny_engine.seeds)
-    end = Endpoint("deep house with a rolling bassline", seed=11, strength=0.6, guidance=5.0)
+    end = Endpoint(blend("deep house with a rolling bassline"), seed=11, strength=0.6, guidance=5.0)
     request = TileRequest(end, end, 0.0, "four_on_floor", 10)
     ours = engine.denoise([request], output_type="latent")
     assert torch.isfinite(ours).all()
@@ -214,3 +217,19 @@ def test_the_lowest_strength_the_page_allows_still_runs_one_denoising_step(tiny_
     tile = engine.render([engine.request("quiet pads", seed=3, strength=0.05, steps=15)])[0]
     assert len(engine.pipe.scheduler.timesteps) == 1
     assert torch.isfinite(tile.audio).all() and tile.audio.abs().max() > 0
+
+
+def test_a_tempo_stretches_the_tile_and_a_blend_mixes_the_prompts_embeddings(tiny_engine):
+    e = tiny_engine
+    native = e.seeds.get(e.defaults.seed_image).bpm
+    plain = e.request("warm pads", seed=3)
+    fast = dataclasses.replace(plain, bpm=native * 1.5)
+    tiles = e.render([plain, fast])
+    width = stretched_width(e.defaults.tile_width, native, native * 1.5)
+    assert tiles[0].audio.shape[-1] == e.tile_samples
+    assert tiles[1].audio.shape[-1] == e.params.num_samples(width) < e.tile_samples
+    half = blend(("warm pads", 0.5), ("hard drums", 0.5))
+    mixed = e.embed_blend(half)
+    expected = 0.5 * e.embed("warm pads") + 0.5 * e.embed("hard drums")
+    torch.testing.assert_close(mixed, expected)
+    torch.testing.assert_close(e.embed_blend(blend("warm pads")), e.embed("warm pads"))

@@ -36,6 +36,7 @@ class Client:
         self.messages: list[tuple[float, dict[str, Any]]] = []
         self.audio: list[tuple[float, protocol.AudioFrame | protocol.OpusFrame, bytes]] = []
         self.images: list[protocol.ImageFrame] = []
+        self.held: protocol.HeldAudio | None = None  # the PCM stream as held, splices applied
         self.closed = False
         self._changed = asyncio.Event()
         self._reader = asyncio.create_task(self._read())
@@ -56,6 +57,9 @@ class Client:
                     frame = protocol.decode_frame(raw)
                     if isinstance(frame, protocol.AudioFrame | protocol.OpusFrame):
                         self.audio.append((now, frame, raw))
+                        if isinstance(frame, protocol.AudioFrame):
+                            self.held = self.held or protocol.HeldAudio(frame.channels)
+                            self.held.add(frame)
                     else:
                         self.images.append(frame)
                 self._changed.set()

@@ -19,6 +19,7 @@ from websockets.exceptions import InvalidStatus
 from jam.app import App
 from jam.model.blank import TINY_PARAMS
 from jam.model.device_queue import DeviceQueue
+from jam.model.types import WeightedPrompt
 from jam.seeds.library import SeedLibrary
 from jam.serve.settings import ServerSettings, SessionSettings
 from jam.stream.producer import StreamSettings
@@ -54,7 +55,7 @@ async def test_poisoned_controls_fail_only_the_session_they_reach(tiny_engine) -
         assert odd.of_type("state")[-1]["state"]["prompt"] == "lofi house"
         # a poison nothing at the entry knows about, straight into one session's state: its
         # renders raise inside the engine, batched with the other sessions' tiles
-        server.hub.get(welcomes[2]["session"]).state.set_prompt("   ")
+        server.hub.get(welcomes[2]["session"]).state.set_prompts((WeightedPrompt("   ", 1.0),))
         failed = await poisoned.error("generation_failed")
         assert "prompt is empty" in failed["message"]
         # every session plays on: the failed switch's slot repeats the last good tile

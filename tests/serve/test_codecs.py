@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 
 import numpy as np
 import pytest
@@ -116,3 +117,57 @@ async def test_recordings_download_as_mp3_opus_and_wav_of_the_asked_length(seeds
         ]:
             assert (await http_get(server.port, path))[0] == code, path
         await host.close()
+
+
+def opus_as_held(frames: list[protocol.OpusFrame], channels: int) -> protocol.HeldAudio:
+    """What a client following docs/protocol.md holds at 48 kHz: a fresh decoder for each
+    splice (its first packets are pre-roll), kept from the splice's offset on."""
+    held = protocol.HeldAudio(channels)
+    runs: list[list[protocol.OpusFrame]] = []
+    for f in frames:
+        if not runs or "splice" in f.meta:
+            runs.append([])
+        runs[-1].append(f)
+    for run in runs:
+        to48 = CODEC_RATE / run[0].sample_rate
+        start = round(run[0].offset * to48)
+        audio = decode([p for f in run for p in f.packets], channels)  # pre-skip removed
+        splice = run[0].meta.get("splice")
+        keep = 0 if splice is None else round(splice * to48) - start
+        held.write(start + keep, audio[:, keep:], splice is not None)
+    return held
+
+
+async def test_opus_and_pcm_listeners_hold_the_same_music_across_splices(seeds) -> None:
+    async with running(standin_app(seeds), SETTINGS) as server:
+        host = await Client.open(server, {"type": "create", "prompt": "one", "codecs": ["opus"]})
+        welcome = await host.welcome()
+        pcm = await Client.open(server, {"type": "join", "session": welcome["session"]})
+        await pcm.welcome()
+        await host.until(lambda: seconds_of(host) >= 2.0, 10, "2 s")
+        for i, prompt in enumerate(["two", "three", "four"]):
+            await host.ws.send(json.dumps({"type": "prompt", "text": prompt}))
+            await pcm.until(lambda i=i: pcm.held and pcm.held.splices > i, 10, f"splice {i}")
+            await host.until(lambda i=i: seconds_of(host) >= 2.0 * (i + 2), 10, "more audio")
+        await pcm.until(lambda: pcm.held.end >= 9 * RATE, 15, "9 s")
+        opus = [f for _, f, _ in host.audio]
+        splices = [f for f in opus if "splice" in f.meta]
+        assert len(splices) == 3
+        step = RATE // 50
+        for f in splices:  # a fresh encoder starts 4 packets (80 ms) before the splice
+            assert f.offset % step == 0 and 0 < f.meta["splice"] - f.offset <= 5 * step
+        held = opus_as_held(opus, channels=1)
+        back = torchaudio.functional.resample(torch.from_numpy(held.audio), CODEC_RATE, RATE)
+        back = back[0].numpy()
+        ref = pcm.held.audio[0]
+        lo = max(pcm.held.start, RATE // 2) + 200
+        hi = min(pcm.held.end, held.end * RATE // CODEC_RATE) - 200
+        assert hi - lo > 6 * RATE
+        for f in splices:  # around every join and over the whole stream
+            x = f.meta["splice"]
+            for a, b in [(x - RATE // 10, x + RATE // 10), (lo, hi)]:
+                want, got = ref[a - pcm.held.start : b - pcm.held.start], back[a:b]
+                snr = 10 * np.log10(np.sum(want**2) / np.sum((want - got) ** 2))
+                assert snr > 12, f"decoded Opus vs PCM around {a}: {snr:.1f} dB"
+        for c in (host, pcm):
+            await c.close()

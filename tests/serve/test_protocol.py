@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from jam.model.types import blend
 from jam.serve import protocol
 from jam.serve.protocol import ProtocolError, parse_client_message
 
@@ -27,6 +28,12 @@ def test_parse_accepts_each_client_message_type() -> None:
     )
     assert parse_client_message('{"type":"strength","value":0.5}') == protocol.SetStrength(0.5)
     assert parse_client_message('{"type":"guidance","value":7}') == protocol.SetGuidance(7.0)
+    assert parse_client_message('{"type":"bpm","value":120}') == protocol.SetBpm(120.0)
+    assert parse_client_message('{"type":"glide","value":3.6}') == protocol.SetGlide(4)
+    blended = parse_client_message(
+        '{"type":"prompts","prompts":[{"text":"lofi","weight":0.3},{"text":"jazz","weight":0.9}]}'
+    )
+    assert blended == protocol.SetPrompts(blend(("jazz", 0.75), ("lofi", 0.25)))
 
 
 @pytest.mark.parametrize(
@@ -44,6 +51,19 @@ def test_parse_accepts_each_client_message_type() -> None:
         ('{"type": "strength", "value": 1.5}', "out_of_range"),
         ('{"type": "strength", "value": NaN}', "bad_field"),
         ('{"type": "join"}', "bad_field"),
+        ('{"type": "bpm", "value": 59}', "out_of_range"),
+        ('{"type": "bpm", "value": 181}', "out_of_range"),
+        ('{"type": "glide", "value": 17}', "out_of_range"),
+        ('{"type": "prompts", "prompts": []}', "bad_field"),
+        ('{"type": "prompts", "prompts": "lofi"}', "bad_field"),
+        ('{"type": "prompts", "prompts": ["lofi"]}', "bad_field"),
+        ('{"type": "prompts", "prompts": [{"text": "a", "weight": 2}]}', "out_of_range"),
+        ('{"type": "prompts", "prompts": [{"text": "a", "weight": 0}]}', "bad_value"),
+        ('{"type": "prompts", "prompts": [{"text": "", "weight": 1}]}', "bad_field"),
+        (
+            json.dumps({"type": "prompts", "prompts": [{"text": "p", "weight": 1}] * 5}),
+            "bad_field",
+        ),
         (b"\x00\x01", "binary_not_accepted"),
     ],
 )
@@ -109,3 +129,17 @@ def test_image_frame_round_trips_png_bytes() -> None:
 def test_decode_rejects_unknown_magic() -> None:
     with pytest.raises(ValueError, match="magic"):
         protocol.decode_frame(b"NOPE" + bytes(40))
+
+
+def test_held_audio_applies_a_splice_from_its_offset_and_appends_what_follows() -> None:
+    held = protocol.HeldAudio(1)
+    held.write(100, np.ones((1, 50), np.float32))
+    held.write(150, np.ones((1, 50), np.float32))
+    held.write(130, np.full((1, 40), 2.0, np.float32), splice=True)  # replaces 130..
+    held.write(170, np.full((1, 10), 3.0, np.float32))
+    assert (held.start, held.end, held.splices) == (100, 180, 1)
+    np.testing.assert_array_equal(held.audio[0], [1.0] * 30 + [2.0] * 40 + [3.0] * 10)
+    held.write(200, np.ones((1, 5), np.float32))  # dropped frames: silence in their place
+    assert held.end == 205 and held.audio[0, 80:100].max() == 0
+    with pytest.raises(ValueError):
+        held.write(50, np.ones((1, 5), np.float32))

@@ -61,15 +61,16 @@ class Gate:
 
 def session(clock: FakeClock, gate: Gate) -> Session:
     context = SessionContext(SETTINGS, clock, RATE, 1, seed_names=("four_on_floor", "drone"))
-    state = SessionState(Controls.start("lofi", ModelDefaults()), seed=0, steps=10)
-    return Session(context, state, gate.stream(), RealTimeMeter())
+    controls = Controls.start("lofi", ModelDefaults(), "four_on_floor", 94.0)
+    state = SessionState(controls, seed=0, steps=10)
+    return Session(context, state, RealTimeMeter())
 
 
 async def test_a_session_publishes_only_lead_seconds_ahead_of_the_playhead():
     clock, gate = FakeClock(), Gate()
     s = session(clock, gate)
     gate.allow(10_000)  # generation is instant: only pacing holds it back
-    task = asyncio.create_task(s.run())
+    task = asyncio.create_task(s.run(gate.stream()))
     try:
         await settle()
         assert s.chunks == 0, "nobody listens yet: nothing is pulled"
@@ -88,7 +89,7 @@ async def test_a_session_publishes_only_lead_seconds_ahead_of_the_playhead():
 async def test_a_late_chunk_restarts_the_clock_with_the_resume_buffer_and_counts_a_stall():
     clock, gate = FakeClock(), Gate()
     s = session(clock, gate)
-    task = asyncio.create_task(s.run())
+    task = asyncio.create_task(s.run(gate.stream()))
     try:
         s.join(control=True)
         gate.allow(8)
@@ -110,7 +111,7 @@ async def test_nobody_listening_pauses_pulling_and_a_new_listener_starts_at_the_
     clock, gate = FakeClock(), Gate()
     s = session(clock, gate)
     gate.allow(10_000)
-    task = asyncio.create_task(s.run())
+    task = asyncio.create_task(s.run(gate.stream()))
     try:
         listener = s.join(control=False)
         await clock.advance(2.0)

@@ -1,4 +1,5 @@
-"""The beat-grid timeline (pure): slots, switch points on beats, equal-power crossfades."""
+"""The beat-grid timeline (pure): slots, switches on beats and bars, equal-power crossfades,
+and spans mixed again after a switch."""
 
 from __future__ import annotations
 
@@ -8,18 +9,21 @@ import pytest
 import torch
 from PIL import Image
 
-from jam.model.types import Endpoint, RenderedTile, TileRequest
+from jam.model.types import Endpoint, RenderedTile, TileRequest, blend
 from jam.stream.timeline import Placed, Timeline, mix_meta
 
 BEATS = 8
 BEAT = 100  # samples per beat
 LENGTH = BEATS * BEAT
+GRID = ("four_on_floor", 94.0)
 
 
-def tile(tile_id: int, level: float, start: int, prompt: str = "p") -> Placed:
-    end = Endpoint(prompt, tile_id, 0.75, 7.0)
-    request = TileRequest(end, end, 0.0, "four_on_floor", 10)
-    audio = torch.full((1, LENGTH), level)
+def tile(
+    tile_id: int, level: float, start: int, prompt: str = "p", bpm: float = 94.0, beat: int = BEAT
+) -> Placed:
+    end = Endpoint(blend(prompt), tile_id, 0.75, 7.0)
+    request = TileRequest(end, end, 0.0, "four_on_floor", 10, bpm)
+    audio = torch.full((1, BEATS * beat), level)
     rendered = RenderedTile(request, audio, Image.new("L", (1, 1)))
     return Placed(tile_id, rendered, audio, start, BEATS)
 
@@ -28,56 +32,85 @@ def test_a_successor_slot_overlaps_the_last_beats_and_crossfades_at_equal_power(
     first = tile(0, 1.0, 0)
     timeline = Timeline(first, overlap_beats=1)
     assert timeline.slot_start(first) == LENGTH - BEAT
-    second = tile(1, 1.0, timeline.slot_start(first))
-    timeline.schedule_successor(first, second)
+    timeline.add_successor(tile(1, 1.0, timeline.slot_start(first)))
     audio, mix = timeline.mix(0, LENGTH + BEAT)
     body, fade = audio[0, : LENGTH - BEAT], audio[0, LENGTH - BEAT : LENGTH]
     assert torch.equal(body, torch.ones_like(body))
     # two equal levels under cos/sin gains: sum cos+sin, peaking sqrt(2) mid-fade
     assert fade.max().item() == pytest.approx(math.sqrt(2), abs=1e-3)
     assert fade.min().item() >= 1.0 - 1e-2
-    assert timeline.current is second and not timeline.scheduled
+    again, _ = timeline.mix(0, LENGTH + BEAT)
+    assert torch.equal(audio, again)  # mixing changes nothing: a span can be mixed again
     meta = mix_meta(0, mix, sample_rate=2 * BEAT)
     assert sum(m["weight"] for m in meta["mix"]) == pytest.approx(1.0, abs=1e-3)
     assert meta["tile"] == 0  # the first tile dominates this span
 
 
-def test_a_switch_fades_in_on_the_next_beat_and_only_while_a_beat_fits_in_the_slot():
+def test_a_switch_comes_in_on_the_next_beat_with_its_glide_cut_to_the_room_in_the_slot():
     first = tile(0, 1.0, 0)
     timeline = Timeline(first, overlap_beats=1)
-    assert timeline.switch_point(first, 0) == 0
-    assert timeline.switch_point(first, 1) == BEAT
-    assert timeline.switch_point(first, 3 * BEAT + 40) == 4 * BEAT
-    assert timeline.switch_point(first, 6 * BEAT) == 6 * BEAT  # ends exactly at the slot
-    assert timeline.switch_point(first, 6 * BEAT + 1) is None  # its fade would overrun the slot
-
-    switch = tile(1, 0.0, 0, prompt="new")
-    timeline.schedule_switch(first, switch, 4 * BEAT)
-    audio, _ = timeline.mix(0, LENGTH)
-    assert torch.equal(audio[0, : 4 * BEAT], torch.ones(4 * BEAT))  # old prompt until the beat
-    assert audio[0, 5 * BEAT :].abs().max() == 0  # new tile alone after a one-beat fade
-    assert timeline.current is switch
+    plan = timeline.plan_switch(3 * BEAT + 40, GRID, fade_beats=2)
+    assert (plan.start, plan.fade_start, plan.fade_len) == (0, 4 * BEAT, 2 * BEAT)
+    # beat 6: one beat is left before the successor's slot (beat 7), so the glide shrinks
+    plan = timeline.plan_switch(5 * BEAT + 1, GRID, fade_beats=2)
+    assert (plan.fade_start, plan.fade_len) == (6 * BEAT, BEAT)
+    # past that, not a beat fits: the switch takes over the successor's slot
+    plan = timeline.plan_switch(6 * BEAT + 1, GRID, fade_beats=2)
+    assert (plan.start, plan.fade_start, plan.fade_len) == (7 * BEAT, 7 * BEAT, BEAT)
 
 
-def test_dropping_unstarted_tiles_keeps_a_fade_in_progress():
+def test_a_new_grid_comes_in_on_a_bar_line_with_its_own_downbeat_there():
     first = tile(0, 1.0, 0)
     timeline = Timeline(first, overlap_beats=1)
-    fading = tile(1, 0.5, 0)
-    timeline.schedule_switch(first, fading, 2 * BEAT)
-    later = tile(2, 0.5, timeline.slot_start(fading))
-    timeline.schedule_successor(fading, later)
-    assert not timeline.all_started(2 * BEAT + 10)  # `later`'s slot is still ahead
-    timeline.drop_unstarted(2 * BEAT + 10)
-    assert [t.tile for t in timeline.scheduled] == [fading]
-    assert timeline.last is fading
-    # a switch shares the slot that is playing, so its successor may be asked for at once
-    assert timeline.all_started(2 * BEAT + 10)
+    plan = timeline.plan_switch(BEAT + 5, ("four_on_floor", 120.0), fade_beats=4)
+    assert (plan.start, plan.fade_start, plan.fade_len) == (4 * BEAT, 4 * BEAT, BEAT)
+
+
+def test_a_switch_replaces_what_it_supersedes_and_only_from_where_the_mix_changes():
+    first = tile(0, 1.0, 0)
+    timeline = Timeline(first, overlap_beats=1)
+    timeline.add_successor(tile(1, 1.0, timeline.slot_start(first)))
+    before, _ = timeline.mix(0, 2 * LENGTH)
+    plan = timeline.plan_switch(2 * BEAT + 10, GRID, fade_beats=1)
+    changed = timeline.switch_in(tile(2, 0.0, plan.start, prompt="new"), plan)
+    assert changed == 3 * BEAT
+    assert [t.tile.id for t in timeline.entries] == [0, 2]  # the old successor is gone
+    after, _ = timeline.mix(0, 2 * LENGTH)
+    assert torch.equal(after[:, :changed], before[:, :changed])
+    assert after[0, 4 * BEAT : LENGTH].abs().max() == 0  # the new (silent) tile alone
+
+
+def test_a_switch_never_lands_inside_a_fade_in_progress():
+    first = tile(0, 1.0, 0)
+    timeline = Timeline(first, overlap_beats=1)
+    plan = timeline.plan_switch(0, GRID, fade_beats=4)
+    timeline.switch_in(tile(1, 0.5, plan.start), plan)
+    assert (plan.fade_start, plan.fade_len) == (0, 4 * BEAT)
+    later = timeline.plan_switch(BEAT, GRID, fade_beats=1)
+    assert later.fade_start == 4 * BEAT and later.keep == 2
+
+
+def test_forget_keeps_every_tile_that_can_still_be_heard():
+    first = tile(0, 1.0, 0)
+    timeline = Timeline(first, overlap_beats=1)
+    second = tile(1, 1.0, timeline.slot_start(first))
+    timeline.add_successor(second)
+    timeline.forget(LENGTH - 1)  # the crossfade's last sample still needs the first tile
+    assert len(timeline.entries) == 2
+    timeline.forget(LENGTH)
+    assert [t.tile for t in timeline.entries] == [second]
+
+
+def test_a_tile_at_another_tempo_keeps_its_beats_on_its_own_grid():
+    fast = tile(0, 1.0, 0, bpm=120.0, beat=80)
+    assert fast.beat_len == 80 and fast.next_beat(81) == 160 and fast.next_beat(81, 4) == 320
 
 
 def test_chunk_metadata_names_its_main_tile_and_the_weights_of_every_source():
     first = tile(0, 1.0, 0)
     timeline = Timeline(first, overlap_beats=1)
-    timeline.schedule_switch(first, tile(1, 1.0, 0, prompt="new"), 2 * BEAT)
+    plan = timeline.plan_switch(2 * BEAT, GRID, fade_beats=1)
+    timeline.switch_in(tile(1, 1.0, plan.start, prompt="new"), plan)
     _, mix = timeline.mix(2 * BEAT, 3 * BEAT)  # exactly the fade
     meta = mix_meta(2 * BEAT, mix, sample_rate=BEAT * 2)  # 2 beats a second: 120 bpm
     weights = {m["prompt"]: m["weight"] for m in meta["mix"]}
