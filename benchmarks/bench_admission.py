@@ -45,7 +45,7 @@ class Listener:
             if isinstance(msg, str) or msg[:4] != protocol.AUDIO_MAGIC:
                 continue
             _, _, offset, _, _, _, frames, _ = protocol.AUDIO_HEADER.unpack_from(msg)
-            self.underruns += clock.lateness(offset, time.monotonic()) > 0
+            self.underruns += clock.lateness(offset, frames, time.monotonic()) > 0
             self.audio += frames / self.rate
 
 

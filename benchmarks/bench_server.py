@@ -1,4 +1,4 @@
-"""Server figures: time to first audio, prompt-change latency, listeners held without underruns.
+"""Server figures: time to first audio, control-to-heard latency per control, listeners held.
 
     python benchmarks/bench_server.py                    # deterministic stand-in engine
     python benchmarks/bench_server.py --engine tiny      # tiny random-weight diffusers pipeline
@@ -7,8 +7,7 @@
 
 Clients run in this process (real websockets over loopback), so on a small machine the listener
 figure is a lower bound: clients and server share the CPU. A listener "underruns" when a chunk
-arrives after its play time on a clock started at its first chunk plus a 0.3 s jitter buffer
-(the page's rule).
+arrives after its play time on a clock that starts once 0.3 s is buffered (the page's rule).
 """
 
 from __future__ import annotations
@@ -36,32 +35,32 @@ JITTER = 0.3
 
 
 class PlayClock:
-    """The page's playback rule: a chunk plays at its offset on a clock started at the first
-    chunk plus the jitter buffer; one that arrives after its play time is an underrun, and the
-    clock restarts there (the page re-buffers)."""
+    """The page's playback rule (its worklet's): it starts once ``JITTER`` seconds are
+    buffered, then plays each chunk at its offset on that clock; a chunk that arrives after its
+    play time is an underrun, and it buffers again from there."""
 
     def __init__(self, rate: int) -> None:
         self.rate = rate
-        self.start: float | None = None
+        self.start: float | None = None  # when ``first`` plays (None: still buffering)
         self.first = 0
+        self.held_end: int | None = None
 
-    def lateness(self, offset: int, now: float) -> float:
+    def plays_at(self, offset: int) -> float | None:
+        return None if self.start is None else self.start + (offset - self.first) / self.rate
+
+    def lateness(self, offset: int, frames: int, now: float) -> float:
         """Seconds the chunk at ``offset`` arrived after its play time (<= 0: on time)."""
-        if self.start is None:
-            self.start, self.first = now + JITTER, offset
-            return 0.0
-        late = now - (self.start + (offset - self.first) / self.rate)
+        plays = self.plays_at(offset)
+        late = 0.0 if plays is None else now - plays
         if late > 0:
-            self.start, self.first = now + JITTER, offset
+            self.start, self.held_end = None, None
+        if self.start is None:
+            if self.held_end is None:
+                self.first = self.held_end = offset
+            self.held_end = max(self.held_end, offset + frames)
+            if (self.held_end - self.first) / self.rate >= JITTER:
+                self.start = now
         return late
-
-
-def prompt_share(meta: dict[str, Any], prompt: str) -> float:
-    return sum(
-        s["weight"]
-        * ((1 - s["alpha"]) * (s["prompt"] == prompt) + s["alpha"] * (s["prompt_to"] == prompt))
-        for s in meta["mix"]
-    )
 
 
 def engine_arguments(doc: str | None) -> argparse.ArgumentParser:
@@ -97,54 +96,154 @@ def build(engine: str, delay: float) -> App:
     return standin_app(seeds, StandinRenderer(seeds, delay))
 
 
-async def first_audio_and_prompt_latency(server: JamServer, trials: int) -> dict[str, Any]:
+PROMPTS = (
+    "jazzy lofi hip hop with warm rhodes",
+    "funky bass groove with slap guitar",
+    "deep house with a rolling bassline",
+    "acoustic folk guitar by a campfire",
+    "synthwave with shimmering arpeggios",
+    "techno kick with dark industrial pads",
+    "reggae skank with a dub bassline",
+    "cinematic strings over a slow pulse",
+)
+KINDS = ("prompt", "blend", "bpm", "seed_image", "strength", "guidance")
+
+
+def change(kind: str, k: int, seeds: list[str]) -> tuple[dict[str, Any], Any]:
+    """The k-th change of ``kind``: the message, and what the tiles that carry it say."""
+    if kind == "prompt":
+        text = f"{PROMPTS[k % len(PROMPTS)]}, take {k}"
+        return {"type": "prompt", "text": text}, text
+    if kind == "blend":
+        w = 0.7 if k % 2 else 0.3
+        a, b = PROMPTS[k % len(PROMPTS)], PROMPTS[(k + 3) % len(PROMPTS)]
+        message = {
+            "type": "prompts",
+            "prompts": [{"text": a, "weight": w}, {"text": b, "weight": 1 - w}],
+        }
+        return message, sorted([[a, w], [b, 1 - w]])
+    if kind == "bpm":
+        value = (100.0, 124.0, 86.0)[k % 3]
+        return {"type": "bpm", "value": value}, value
+    if kind == "seed_image":
+        name = seeds[(k + 1) % len(seeds)]
+        return {"type": "seed_image", "name": name}, name
+    value = {"strength": (0.7, 0.85), "guidance": (5.0, 9.0)}[kind][k % 2]
+    return {"type": kind, "value": value}, value
+
+
+def same_blend(got: list[list[Any]], want: list[list[Any]]) -> bool:
+    got = sorted(got)
+    return [t for t, _ in got] == [t for t, _ in want] and all(
+        abs(g[1] - w[1]) < 1e-3 for g, w in zip(got, want, strict=True)
+    )
+
+
+def carried(kind: str, tile: dict[str, Any] | None, want: Any) -> float:
+    """How much of a tile (its JAMI metadata) is the change: for prompts and blends the share
+    of the interpolation at the new end, else 1 if the tile has it."""
+    if tile is None:
+        return 0.0
+    a = tile["alpha"]
+    if kind == "prompt":
+        return (1 - a) * (tile["prompt"] == want) + a * (tile["prompt_to"] == want)
+    if kind == "blend":
+        return (1 - a) * same_blend(tile["prompts"], want) + a * same_blend(
+            tile["prompts_to"], want
+        )
+    if kind == "bpm":
+        return float(tile["bpm_to"] is not None and abs(tile["bpm_to"] - want) < 1e-3)
+    if kind == "seed_image":
+        return float(tile["seed_image"] == want)
+    return float(abs(tile[kind] - want) < 1e-3)
+
+
+async def control_latency(
+    server: JamServer, kinds: tuple[str, ...], trials: int, seeds: list[str]
+) -> dict[str, Any]:
+    """Control-to-heard latency for each kind of change, on the page's clock.
+
+    One controller changes each control in turn ``trials`` times, each once the last change is
+    at full weight. A change *starts* with the first chunk holding any of a tile that carries
+    it, and is at *full weight* when such tiles are all of a chunk. Arrival is when that chunk
+    arrives; *heard* is when the page plays it (its offset on the page's playback clock, or its
+    arrival if that is later: a re-sent chunk the page could only apply from the next beat).
+    """
     url = f"ws://127.0.0.1:{server.port}/ws"
+    out: dict[str, Any] = {
+        k: {"start": [], "full": [], "start_heard": [], "full_heard": [], "render": []}
+        for k in kinds
+    }
+    late_splices = underruns = splices = 0
     async with connect(url, max_size=None) as ws:
         t0 = time.monotonic()
-        await ws.send(json.dumps({"type": "create", "prompt": "prompt 0"}))
-        first = clock = first_offset = None
-        heard: list[float] = []
-        full: list[float] = []
-        heard_play: list[float] = []
-        full_play: list[float] = []
-        for k in range(1, trials + 1):
-            target, sent, got_a, play_a = f"prompt {k}", None, None, None
-            while True:
-                msg = await asyncio.wait_for(ws.recv(), 120)
-                if isinstance(msg, str):
-                    continue
-                frame = protocol.decode_frame(msg)
-                if not isinstance(frame, protocol.AudioFrame):
-                    continue
-                now = time.monotonic()
-                if first is None:
-                    first = now - t0
-                    clock, first_offset = now + JITTER, frame.offset  # the page's playback clock
-                plays_at = clock + (frame.offset - first_offset) / frame.sample_rate
-                if sent is None:
-                    if (
-                        now - t0 > 3.0 + 10.0 * (k - 1)
-                        and prompt_share(frame.meta, f"prompt {k - 1}") > 0.999
-                    ):
-                        await ws.send(json.dumps({"type": "prompt", "text": target}))
-                        sent = time.monotonic()
-                    continue
-                share = prompt_share(frame.meta, target)
-                if got_a is None and share > 0:
-                    got_a, play_a = now - sent, plays_at - sent
-                if share >= 0.999:
-                    heard.append(got_a if got_a is not None else now - sent)
-                    heard_play.append(play_a if play_a is not None else plays_at - sent)
-                    full.append(now - sent)
-                    full_play.append(plays_at - sent)
-                    break
+        await ws.send(json.dumps({"type": "create", "prompt": PROMPTS[0]}))
+        clock = PlayClock(server.hub.context.sample_rate)
+        tiles: dict[int, dict[str, Any]] = {}
+        first = None
+        plan = [(kind, k) for k in range(trials) for kind in kinds]
+        pending: tuple[str, Any, float] | None = None
+        started: tuple[float, float] | None = None
+        next_at = t0 + 3.0
+        while plan or pending:
+            msg = await asyncio.wait_for(ws.recv(), 120)
+            now = time.monotonic()
+            if isinstance(msg, str):
+                continue
+            frame = protocol.decode_frame(msg)
+            if isinstance(frame, protocol.ImageFrame):
+                tiles[frame.tile] = frame.meta
+                continue
+            if not isinstance(frame, protocol.AudioFrame):
+                continue
+            if first is None:
+                first = now - t0
+            if "splice" in frame.meta:  # re-sent audio: late only if its start has played
+                splices += 1
+                plays = clock.plays_at(frame.offset)
+                late_splices += plays is not None and plays < now
+            else:
+                underruns += clock.lateness(frame.offset, frame.frames, now) > 0
+            plays_at = max(now, clock.plays_at(frame.offset) or now)
+            if pending is None:
+                if plan and now >= next_at:
+                    kind, k = plan.pop(0)
+                    message, want = change(kind, k, seeds)
+                    await ws.send(json.dumps(message))
+                    pending, started = (kind, want, time.monotonic()), None
+                continue
+            kind, want, sent = pending
+            share = sum(
+                m["weight"] * carried(kind, tiles.get(m["tile"]), want) for m in frame.meta["mix"]
+            )
+            if started is None and share > 0:
+                started = (now - sent, plays_at - sent)
+                out[kind]["render"].append(tiles[frame.meta["mix"][-1]["tile"]]["seconds"])
+            if started is not None and share >= 0.999:
+                r = out[kind]
+                r["start"].append(started[0])
+                r["start_heard"].append(started[1])
+                r["full"].append(now - sent)
+                r["full_heard"].append(plays_at - sent)
+                pending = None
+                next_at = now + 1.8  # within every rate limit (6 prompts per 10 s)
+            elif now - sent > 60:
+                raise RuntimeError(f"a {kind} change was not heard within 60 s")
     return {
         "first_audio_s": first,
-        "prompt_first_s": heard,
-        "prompt_full_s": full,
-        "prompt_first_heard_s": heard_play,
-        "prompt_full_heard_s": full_play,
+        "kinds": out,
+        "splices": splices,
+        "late_splices": late_splices,
+        "underruns": underruns,
     }
+
+
+def spread(values: list[float]) -> str:
+    """Median and 90th percentile."""
+    if not values:
+        return "n/a"
+    q = statistics.quantiles(values, n=10, method="inclusive")[-1] if len(values) > 1 else values[0]
+    return f"{statistics.median(values):.2f} / {q:.2f}"
 
 
 async def listeners_held(server: JamServer, n: int, seconds: float, rate: int) -> dict[str, Any]:
@@ -164,7 +263,7 @@ async def listeners_held(server: JamServer, n: int, seconds: float, rate: int) -
                 if isinstance(msg, str) or msg[:4] != protocol.AUDIO_MAGIC:
                     continue
                 _, _, offset, _, _, _, frames, _ = protocol.AUDIO_HEADER.unpack_from(msg)
-                underruns[i] += clock.lateness(offset, time.monotonic()) > 0
+                underruns[i] += clock.lateness(offset, frames, time.monotonic()) > 0
                 received[i] += frames / rate
         except Exception:  # disconnected or starved: count as failed
             underruns[i] += 1000
@@ -184,7 +283,8 @@ async def listeners_held(server: JamServer, n: int, seconds: float, rate: int) -
 
 async def main() -> None:
     ap = engine_arguments(__doc__)
-    ap.add_argument("--trials", type=int, default=3)
+    ap.add_argument("--trials", type=int, default=20, help="changes of each kind")
+    ap.add_argument("--kinds", nargs="*", default=list(KINDS), choices=KINDS)
     ap.add_argument("--listeners", type=int, nargs="*", default=[1, 16, 64])
     ap.add_argument("--seconds", type=float, default=15.0)
     args = ap.parse_args()
@@ -194,20 +294,29 @@ async def main() -> None:
     server = await app.serve(settings)
     rate = app.sample_rate
     try:
-        lat = await first_audio_and_prompt_latency(server, args.trials)
-        print(f"engine: {args.engine}  lead {settings.session.lead:.1f} s")
+        seeds = list(app.seeds.names())
+        lat = await control_latency(server, tuple(args.kinds), args.trials, seeds)
+        s = settings.session
+        print(f"engine: {args.engine}  lead {s.lead:.1f} s  splice margin {s.splice_margin:.2f} s")
         print(f"time to first audio (create -> first chunk): {lat['first_audio_s']:.2f} s")
-        for name, key in [
-            ("(a) first chunk with the new prompt arrives", "prompt_first_s"),
-            ("(a) ... and is heard (page clock)", "prompt_first_heard_s"),
-            ("(b) chunk at full weight arrives", "prompt_full_s"),
-            ("(b) ... and is heard (page clock)", "prompt_full_heard_s"),
-        ]:
-            v = lat[key]
+        print(
+            "control -> heard, seconds, median / 90th percentile "
+            f"({args.trials} changes each; 'heard' is on the page's clock):"
+        )
+        print(
+            f"  {'control':11s} {'starts':>12s} {'(arrives)':>12s} {'full weight':>12s} "
+            f"{'(arrives)':>12s} {'tile render':>12s}"
+        )
+        for kind, r in lat["kinds"].items():
             print(
-                f"prompt change {name}: median {statistics.median(v):.2f} s "
-                f"(min {min(v):.2f}, max {max(v):.2f}, n={len(v)})"
+                f"  {kind:11s} {spread(r['start_heard']):>12s} {spread(r['start']):>12s} "
+                f"{spread(r['full_heard']):>12s} {spread(r['full']):>12s} "
+                f"{spread(r['render']):>12s}"
             )
+        print(
+            f"splices {lat['splices']} (applied late: {lat['late_splices']}), "
+            f"underruns on the page clock {lat['underruns']}"
+        )
         rtf = server.hub.stats()["real_time_factor"]
         print(f"generation speed: {rtf}x real time (audio seconds per second; > 1 keeps up)")
         for n in args.listeners:

@@ -82,7 +82,7 @@ class Stayer:
     def __post_init__(self) -> None:
         self.clock = PlayClock(self.rate)
 
-    def arrive(self, seq: int, offset: int, now: float) -> None:
+    def arrive(self, seq: int, offset: int, frames: int, now: float) -> None:
         self.frames += 1
         if self.last_seq is not None and seq != self.last_seq + 1:
             self.seq_gaps += 1
@@ -90,7 +90,7 @@ class Stayer:
         if self.last_arrival is not None:
             self.max_arrival_gap = max(self.max_arrival_gap, now - self.last_arrival)
         self.last_arrival = now
-        late = self.clock.lateness(offset, now)
+        late = self.clock.lateness(offset, frames, now)
         if late > 0:
             self.underruns += 1
             self.audible_gaps += late > AUDIBLE_GAP
@@ -135,8 +135,8 @@ async def drain(
                 continue
             totals.frames += 1
             if stayer is not None:
-                _, seq, offset, *_ = protocol.AUDIO_HEADER.unpack_from(msg)
-                stayer.arrive(seq, offset, time.monotonic())
+                _, seq, offset, _, _, _, frames, _ = protocol.AUDIO_HEADER.unpack_from(msg)
+                stayer.arrive(seq, offset, frames, time.monotonic())
     except Exception as e:  # closed by the server or starved: the run reports it
         totals.kicked += 1
         if stayer is not None:

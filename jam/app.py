@@ -35,9 +35,9 @@ from jam.sound.opus import default_bitrate
 from jam.sound.tempo import BPM_RANGE
 from jam.stream.controls import Controls, SessionState
 from jam.stream.producer import (
+    Audience,
     Chunk,
     Producer,
-    Reachable,
     RenderFailure,
     StreamSettings,
     TileImage,
@@ -148,12 +148,12 @@ class App:
         self,
         state: SessionState,
         renderer: Renderer | None = None,
-        reachable: Reachable | None = None,
+        audience: Audience | None = None,
     ) -> AsyncIterator[Chunk | TileImage | RenderFailure]:
-        """A session's stream; ``reachable`` (the session's) lets changes splice into audio
+        """A session's stream; its ``audience`` (the session) lets changes splice into audio
         already sent."""
         producer = Producer(
-            state, renderer or self.renderer, self.seeds, self.stream_settings, reachable
+            state, renderer or self.renderer, self.seeds, self.stream_settings, audience
         )
         return producer.stream()
 

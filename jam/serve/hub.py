@@ -20,7 +20,7 @@ from jam.serve.admission import Admission
 from jam.serve.listener import Outgoing
 from jam.serve.session import Session, SessionContext
 from jam.stream.controls import SessionState
-from jam.stream.producer import Chunk, Reachable, RenderFailure, TileImage
+from jam.stream.producer import Audience, Chunk, RenderFailure, TileImage
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ class StreamSource(Protocol):
         ...
 
     def stream(
-        self, state: SessionState, renderer: Renderer, reachable: Reachable
+        self, state: SessionState, renderer: Renderer, audience: Audience
     ) -> AsyncIterator[Chunk | TileImage | RenderFailure]: ...
 
 
@@ -86,7 +86,7 @@ class Hub:
             raise protocol.ProtocolError("bad_value", str(e).strip("'\"")) from None
         metered = MeteredRenderer(self.renderer, self.context.sample_rate, self.clock.now)
         session = Session(self.context, state, metered.meter)
-        stream = self.source.stream(state, metered, session.reachable)
+        stream = self.source.stream(state, metered, session)
         self.sessions[session.id] = session
         self.owners[session.id] = client
         task = asyncio.create_task(session.run(stream), name=f"session-{session.id}")

@@ -84,6 +84,7 @@ class Session:
         self._recent_images: deque[Outgoing] = deque(maxlen=3)
         self._last_health: float | None = None
         self._listening = asyncio.Event()  # set while anyone listens: the producer runs only then
+        self._wake = asyncio.Event()  # a change, or its tile is ready: pull the producer now
         self._prompt_limit = RateLimit()
         self._setting_limit = RateLimit(count=20)
 
@@ -100,6 +101,9 @@ class Session:
             return None
         margin = round(self.settings.splice_margin * self.context.sample_rate)
         return self.playhead() + margin
+
+    def nudge(self) -> None:
+        self._wake.set()
 
     def lead_seconds(self, now: float | None = None) -> float:
         """How far published audio runs ahead of the playhead: the listeners' buffer."""
@@ -229,6 +233,7 @@ class Session:
             case _:
                 raise protocol.ProtocolError("bad_type", "not a control message")
         self.broadcast(Outgoing(self.state_message()), now)
+        self._wake.set()  # the producer starts its tile now, not at the next chunk's time
 
     def state_message(self) -> str:
         return protocol.encode_message("state", state=self.state.snapshot())
@@ -238,8 +243,8 @@ class Session:
     async def run(self, stream: AsyncIterator[Chunk | TileImage | RenderFailure]) -> None:
         """Pull from the producer no further than ``lead`` ahead of the playhead and fan out.
 
-        The producer is given :meth:`reachable`, so its splices land where every listener can
-        still hear them."""
+        The producer's audience is this session (:meth:`reachable`, :meth:`nudge`), so its
+        splices land where every listener can still hear them, as soon as they are ready."""
         try:
             async for item in stream:
                 if isinstance(item, TileImage):
@@ -276,9 +281,18 @@ class Session:
                     await aclose()
 
     async def _wait_until_due(self, chunk: Chunk) -> None:
+        """Wait for the chunk's time to publish, or less when woken: then it goes out early
+        (the lead grows by under a chunk) so the producer gets to a change at once."""
         delay = self.stream_clock.publish_delay(chunk.offset, self.clock.now())
         if delay > 0:
-            await self.clock.sleep(delay)
+            sleep = asyncio.ensure_future(self.clock.sleep(delay))
+            woken = asyncio.ensure_future(self._wake.wait())
+            try:
+                await asyncio.wait({sleep, woken}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                sleep.cancel()
+                woken.cancel()
+            self._wake.clear()  # (a wake that came while publishing is not lost: it ends this)
             return
         now = self.clock.now()
         if self.stream_clock.is_late(chunk.offset, now):

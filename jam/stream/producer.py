@@ -2,11 +2,11 @@
 
 Every tile of a session is img2img'd from the same seed loop, a whole number of beats long, so
 all tiles share one beat grid (:mod:`jam.stream.timeline`). A change renders a fresh tile and
-*splices* it in on the first beat listeners can still reach (``reachable``: their playhead
-plus a margin, from the session), even inside audio already sent: that span is mixed again and
-re-sent as a replacement (:attr:`Chunk.splice`). The producer yields as fast as it is pulled:
-pacing against the playhead is the consumer's job (the server), which keeps it a bounded lead
-ahead.
+*splices* it in on the first beat listeners can still reach (their playhead plus a margin, as
+the session, its :class:`Audience`, says), even inside audio already sent: that span is mixed
+again and re-sent as a replacement (:attr:`Chunk.splice`). The producer yields as fast as it
+is pulled: pacing against the playhead is the consumer's job (the server), which keeps it a
+bounded lead ahead.
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ import dataclasses
 import io
 import itertools
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -39,8 +40,17 @@ from jam.stream.timeline import Placed, Timeline, mix_meta
 
 log = logging.getLogger(__name__)
 
-# The earliest stream sample a change may still alter (None: nothing has been heard yet).
-Reachable = Callable[[], "int | None"]
+
+class Audience(Protocol):
+    """The listeners, as the producer needs them (a session is one)."""
+
+    def reachable(self) -> int | None:
+        """The earliest stream sample a change may still alter (None: nobody hears yet)."""
+        ...
+
+    def nudge(self) -> None:
+        """A render finished: pull the producer now rather than at the next chunk's time."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -109,13 +119,13 @@ class Producer:
         renderer: Renderer,
         seeds: SeedLibrary,
         settings: StreamSettings = StreamSettings(),
-        reachable: Reachable | None = None,
+        audience: Audience | None = None,
     ) -> None:
         self.state = state
         self.renderer = renderer
         self.seeds = seeds
         self.settings = settings
-        self.reachable = reachable  # None: offline, nothing is heard before it is made
+        self.audience = audience  # None: offline, nothing is heard before it is made
         self.sample_rate = seeds.params.sample_rate
         self.chunk = max(1, round(settings.chunk_seconds * self.sample_rate))
         self.pos = 0  # next stream sample to emit
@@ -146,7 +156,7 @@ class Producer:
                 yield failure
             self._failures.clear()
             while True:
-                for event in await self._advance():
+                async for event in self._advance():
                     yield event
                 yield self._emit(self.pos, self.pos + self.chunk)
                 self.pos += self.chunk
@@ -155,14 +165,14 @@ class Producer:
 
     def _reach(self) -> int:
         """The first stream sample a change may alter now."""
-        r = self.reachable() if self.reachable is not None else None
+        r = self.audience.reachable() if self.audience is not None else None
         return self.pos if r is None else r
 
-    async def _advance(self) -> list[Chunk | TileImage | RenderFailure]:
-        """Handle changes, finished renders and slots due before the next chunk."""
+    async def _advance(self) -> AsyncIterator[Chunk | TileImage | RenderFailure]:
+        """Handle changes, finished renders and slots due before the next chunk; what they
+        produce goes out at once (a splice is never held back by a render still running)."""
         timeline = self.timeline
         assert timeline is not None
-        events: list[Chunk | TileImage | RenderFailure] = []
         timeline.forget(min(self.pos, self._reach()))
         if self.state.version != self.seen_version:
             self.seen_version = self.state.version
@@ -181,10 +191,12 @@ class Producer:
             if due and pending is not None and plan is not None:
                 self.pending = None
                 tile = await self._rendered(pending, plan)
-                events += self._failures
+                for failure in self._failures:
+                    yield failure
                 self._failures.clear()
                 if tile is not None:
-                    events += await self._put(tile, plan)
+                    for event in await self._put(tile, plan):
+                        yield event
             if self.pending is None:
                 if self.next_step is not None:
                     plan, self.next_step = self.next_step, None
@@ -197,7 +209,7 @@ class Producer:
                     s = self.settings
                     self._ask(_Plan(next_request(prev, self.state.steps, s.evolve)))
                     continue
-            return events
+            return
 
     def _emit(self, a: int, b: int, splice: bool = False) -> Chunk:
         assert self.timeline is not None
@@ -239,6 +251,8 @@ class Producer:
         self.pending = asyncio.create_task(
             self.renderer(plan.request), name=f"render tile for {plan.request.end.prompt!r}"
         )
+        if plan.switch and self.audience is not None:  # a change: heard as soon as it can be
+            self.pending.add_done_callback(lambda _: self.audience and self.audience.nudge())
 
     async def _cancel_pending(self) -> None:
         if self.pending is not None and not self.pending.done():
@@ -308,6 +322,14 @@ class Producer:
         where = timeline.plan_switch(after, (r.seed_image, r.bpm), plan.fade_beats)
         placed = self._place(rendered, where.start)
         changed = timeline.switch_in(placed, where)
+        images = [await self._tile_image(placed, splice=changed)]
+        if timeline.slot_start(placed) < self.pos + self.chunk:
+            # Its slot is over (in audio already sent) before a successor could be rendered:
+            # the switch tile plays again from its downbeat there, as a failed render would,
+            # and the successor after that is asked for as usual.
+            again = self._place(rendered, timeline.slot_start(placed))
+            timeline.add_successor(again)
+            images.append(await self._tile_image(again))
         if plan.step == 1 and plan.target is not None:
             self.heard = plan.target
         if plan.step < plan.steps:
@@ -317,7 +339,7 @@ class Producer:
                 step=plan.step + 1,
                 not_before=where.fade_start + where.fade_len,
             )
-        events: list[Chunk | TileImage] = [await self._tile_image(placed, splice=changed)]
+        events: list[Chunk | TileImage] = list(images)
         if changed < self.pos:
             self.splices += 1
             events += self._resend(changed)

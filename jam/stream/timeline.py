@@ -83,6 +83,7 @@ class Placed:
             "seed_image": r.seed_image,
             "strength": round(r.strength, 4),
             "guidance": round(r.guidance, 4),
+            "bpm_to": None if r.bpm is None else round(r.bpm, 3),  # the tempo asked for
         }
 
 

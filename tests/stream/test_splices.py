@@ -30,11 +30,17 @@ def spliced(tiny_engine):
     queue = DeviceQueue(engine.render, sr)
     producer: Producer | None = None
 
-    def reachable() -> int:  # the listeners are LEAD behind what was sent
-        assert producer is not None
-        return max(0, producer.pos - round(LEAD * sr))
+    class Listeners:  # LEAD behind what was sent
+        def reachable(self) -> int:
+            assert producer is not None
+            return max(0, producer.pos - round(LEAD * sr))
 
-    producer = Producer(state, queue, engine.seeds, StreamSettings(), reachable)
+        def nudge(self) -> None:
+            pass
+
+    audience = Listeners()
+    reachable = audience.reachable
+    producer = Producer(state, queue, engine.seeds, StreamSettings(), audience)
     changes = {
         12: lambda: state.set_prompt("hard drums"),
         40: lambda: state.set_prompts(blend(("hard drums", 0.5), ("bright bells", 0.5))),
@@ -76,7 +82,11 @@ def splices(events) -> list[tuple[int, Chunk, TileImage]]:
     out = []
     for i, (reach, item) in enumerate(events):
         if isinstance(item, Chunk) and item.splice:
-            image = next(e for _, e in reversed(events[:i]) if isinstance(e, TileImage))
+            image = next(
+                e
+                for _, e in reversed(events[:i])
+                if isinstance(e, TileImage) and "splice" in e.meta
+            )
             out.append((reach, item, image))
     return out
 
