@@ -54,10 +54,39 @@ def test_render_writes_mp3_and_opus_through_ffmpeg(tiny_model_dir, tmp_path, suf
     assert abs(decoded.duration_seconds - 6) < 0.2
 
 
+def test_render_plays_a_weighted_blend_at_a_chosen_tempo(tiny_model_dir, tmp_path):
+    out = tmp_path / "blend.wav"
+    result = jam(
+        "render",
+        "--prompt",
+        "lofi hip hop:0.7",
+        "--prompt",
+        "bossa nova: slow:0.3",  # a colon inside the prompt itself
+        "--bpm",
+        "150",
+        "--seconds",
+        "6",
+        "-o",
+        str(out),
+        "--model",
+        str(tiny_model_dir),
+    )
+    assert result.returncode == 0, result.stderr
+    with wave.open(str(out)) as w:
+        assert w.getnframes() == 6 * w.getframerate()
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
         (["render", "   ", "-o", "x.wav"], "prompt is empty"),
+        (["render", "-o", "x.wav"], "give a prompt"),
+        (["render", "techno", "--bpm", "500", "-o", "x.wav"], "bpm must be between 60 and 180"),
+        (
+            ["render", *[x for p in "abcde" for x in ("--prompt", p)], "-o", "x.wav"],
+            "at most 4 prompts",
+        ),
+        (["render", "--prompt", "a:-1", "-o", "x.wav"], "must be a finite number >= 0"),
         (["render", "techno", "--seconds", "0", "-o", "x.wav"], "seconds must be between"),
         (["render", "techno", "-o", "x.xyz"], "unknown audio suffix"),
         (
