@@ -138,6 +138,7 @@ class Producer:
         self.gain_db: float | None = None
         self.failures_in_row = 0
         self.render_samples = 0  # stream samples the last render took (to aim changes)
+        self._asked_at = 0.0
         self.splices = 0
         self._failures: list[RenderFailure] = []  # to announce with the next events
         self._ids = itertools.count()
@@ -147,8 +148,11 @@ class Producer:
 
     async def stream(self) -> AsyncIterator[Chunk | TileImage | RenderFailure]:
         try:
-            request = first_request(self.state)
-            tile = await self._rendered(self.renderer(request), _Plan(request))
+            plan = _Plan(first_request(self.state))
+            self._ask(plan)
+            assert self.pending is not None
+            render, self.pending = self.pending, None
+            tile = await self._rendered(render, plan)
             first = self._place(tile, start=0)
             self.timeline = Timeline(first, self.settings.overlap_beats)
             yield await self._tile_image(first)
@@ -248,6 +252,7 @@ class Producer:
 
     def _ask(self, plan: _Plan) -> None:
         self.plan = plan
+        self._asked_at = asyncio.get_running_loop().time()
         self.pending = asyncio.create_task(
             self.renderer(plan.request), name=f"render tile for {plan.request.end.prompt!r}"
         )
@@ -267,8 +272,6 @@ class Producer:
         """The tile; when its render fails, a stand-in so the stream keeps playing (the last
         good tile; the seed loop for the first), or None for a change, which is taken back.
         Only ``max_failures`` in a row end the stream."""
-        loop = asyncio.get_running_loop()
-        t0 = loop.time()
         try:
             tile = await render
         except asyncio.CancelledError:
@@ -281,7 +284,8 @@ class Producer:
                 message = f"{self.failures_in_row} renders failed in a row; last: {reason}"
                 raise GenerationFailed(message) from e
             return self._failed(plan, reason)
-        self.render_samples = round((loop.time() - t0) * self.sample_rate)
+        took = asyncio.get_running_loop().time() - self._asked_at
+        self.render_samples = round(took * self.sample_rate)
         self.failures_in_row = 0
         return tile
 
@@ -298,8 +302,6 @@ class Producer:
                 and plan.heard is not None
                 and self.state.revert(plan.heard, plan.version)
             )
-            if reverted:
-                self.seen_version = self.state.version
             self._failures.append(RenderFailure(reason, self.failures_in_row, reverted))
             return None
         self._failures.append(RenderFailure(reason, self.failures_in_row))
