@@ -66,6 +66,12 @@ def _start_at(scheduler_cls: type) -> type:
     )
 
 
+def stop_if(cancelled: Callable[[], bool] | None) -> None:
+    """Raise :class:`RenderCancelled` once nobody wants the tiles (checked between stages)."""
+    if cancelled is not None and cancelled():
+        raise RenderCancelled
+
+
 @dataclass(frozen=True)
 class _Group:
     """Requests that can share one pipeline call (same steps, strength and guidance)."""
@@ -200,8 +206,7 @@ class Engine:
         latents = scheduler.add_noise(init, noise, timesteps[:1].repeat(len(requests)))
 
         def each_step(pipe, i, t, kwargs):
-            if cancelled is not None and cancelled():
-                raise RenderCancelled  # a prompt changed: free the device for the new tile
+            stop_if(cancelled)  # a prompt changed: free the device for the new tile
             if mask is not None:
                 nxt = timesteps[i + 1 : i + 2]
                 kept = (
@@ -278,7 +283,10 @@ class Engine:
         for indices in groups.values():
             t0 = time.perf_counter()
             batch = [requests[i] for i in indices]
-            images = self.decode(self.denoise(batch, output_type="latent", cancelled=cancelled))
+            latents = self.denoise(batch, output_type="latent", cancelled=cancelled)
+            stop_if(cancelled)  # decoding and inversion are a quarter of a tile's time
+            images = self.decode(latents)
+            stop_if(cancelled)
             audio = self.audio_from_images(images, [self.width_for(r) for r in batch])
             pictures = (images.to(torch.float32) * 255).round().to(torch.uint8).movedim(1, -1).cpu()
             seconds = (time.perf_counter() - t0) / len(batch)
