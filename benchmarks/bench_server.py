@@ -27,7 +27,7 @@ from websockets.asyncio.client import connect
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from jam.app import App
+from jam.app import EXAMPLE_PROMPTS, App
 from jam.serve import protocol
 from jam.serve.server import JamServer
 from jam.serve.settings import ServerSettings
@@ -97,13 +97,9 @@ def build(engine: str, delay: float) -> App:
     return standin_app(seeds, StandinRenderer(seeds, delay))
 
 
+# the page's examples, then two more: 8 prompts to cycle through
 PROMPTS = (
-    "jazzy lofi hip hop with warm rhodes",
-    "funky bass groove with slap guitar",
-    "deep house with a rolling bassline",
-    "acoustic folk guitar by a campfire",
-    "synthwave with shimmering arpeggios",
-    "techno kick with dark industrial pads",
+    *EXAMPLE_PROMPTS,
     "reggae skank with a dub bassline",
     "cinematic strings over a slow pulse",
 )
