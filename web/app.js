@@ -13,7 +13,14 @@ const stats = (window.jamStats = {
   framesPlayed: 0, nonSilentFrames: 0, underruns: 0, skipped: 0, buffered: 0,
   chunks: 0, tiles: 0, bytes: 0, frameBytes: 0, dropped: 0, prompt: null, seedImage: null, errors: [],
   ended: false, codec: null, position: -1, receivedEnd: 0, // stream sample where received audio ends
+  splices: 0, lateSplices: 0, // splices the player applied, and those it moved to a later beat
+  spliceFrames: 0, // frames received with `splice`
+  session_state: null, // the session's steering state as last received (`state`, `welcome.state`)
+  heard: null, // what the audible chunk's metadata says is playing: {prompt, prompts, bpm, ...}
+  snapBacks: 0, // refused changes whose controls were set back to the session's state
 });
+// Sends a raw message on the live connection (tests use it to send what the page never would).
+window.jamSend = (msg) => { if (stream) stream.send(msg); };
 // The stream sample playing now, and when (ms since the epoch: comparable across tabs).
 window.jamNow = () => ({ position: player && playing ? player.position() : -1, at: performance.timeOrigin + performance.now() });
 
@@ -26,8 +33,28 @@ let stream = null, player = null, view = null, opus = null;
 // Offer Opus only where WebCodecs decodes it (checked once in init); `?codec=pcm` forces PCM.
 const forcePcm = new URLSearchParams(location.search).get("codec") === "pcm";
 let opusOK = false;
-let playing = false, joinPlayhead = 0, retries = 0, pendingPrompt = null, noticeTimer = null;
-const timeline = []; // [{offset, end, meta}] of received chunks, to label what is audible
+let playing = false, joinPlayhead = 0, retries = 0, pendingPrompt = null, noticeTimer = null, snapBack = false;
+const timeline = []; // [{offset, end, meta}] of received chunks, sorted, to label what is audible
+const spliced = new Map(); // splice id -> {x, replaced: timeline entries it took out}
+let spliceSeq = 0;
+// What the audio held covers, for tests: the received chunks' metadata from `from` to `to`.
+window.jamHeld = (from = 0, to = Infinity) => timeline
+  .filter((t) => t.end > from && t.offset < to)
+  .map((t) => ({
+    offset: t.offset, end: t.end, seq: t.meta.seq, tile: t.meta.tile, prompt: t.meta.prompt,
+    prompt_to: t.meta.prompt_to, alpha: t.meta.alpha, bpm: t.meta.bpm, splice: t.meta.splice ?? null,
+  }));
+
+// -- controls: always showing the session's state --------------------------------------------
+// `state` messages set every control, except one the user is dragging or typing in (or whose
+// change is on its way to the server); a refused change (`error`, then `state`) sets them all.
+let lastState = null;
+const edited = new Set(); // text/number fields typed in since they last showed the state
+let dragging = null; // the range input under the pointer
+const awaiting = new Map(); // field -> {value, until}: sent, not yet confirmed by a `state`
+const preplay = new Map(); // field -> [message, value], changed before play: sent once we steer
+let taps = [], tapTimer = null;
+const BPM_RANGE = [60, 180];
 
 function setState(state, label) {
   stats.state = state;
@@ -54,24 +81,163 @@ function links() {
   history.replaceState(null, "", `/s/${encodeURIComponent(sessionId)}${location.search}${token ? `#control=${token}` : ""}`);
 }
 
-function showState(s) {
+const clamp = (v, lo, hi) => Math.min(hi, Math.max(lo, v));
+const near = (a, b, eps = 1e-6) => typeof a === "number" && typeof b === "number" && Math.abs(a - b) <= eps;
+const clean = (t) => String(t || "").replace(/\s+/g, " ").trim();
+
+/** The blend a state (or chunk metadata) names: [{text, weight}], weights summing to 1. */
+function blendOf(prompts, prompt) {
+  let ps = Array.isArray(prompts) && prompts.length ? prompts : prompt ? [{ text: prompt, weight: 1 }] : [];
+  ps = ps.map((p) => (Array.isArray(p) ? { text: p[0], weight: p[1] } : p)); // [text, weight] pairs too
+  const total = ps.reduce((a, p) => a + (p.weight || 0), 0) || 1;
+  return ps.map((p) => ({ text: p.text, weight: (p.weight || 0) / total }));
+}
+
+function sameBlend(a, b) {
+  if (!a || !b) return false;
+  [a, b] = [a.filter((p) => p.weight > 0.005), b.filter((p) => p.weight > 0.005)]; // a 0-weight text is not heard
+  if (a.length !== b.length) return false;
+  return a.every((p) => b.some((q) => clean(q.text) === clean(p.text) && Math.abs(q.weight - p.weight) < 0.02));
+}
+
+/** The state's value of one steering field, comparable with what the page sent. */
+function fieldValue(field, s) {
+  return field === "prompts" ? blendOf(s.prompts, s.prompt) : s[field];
+}
+
+function fieldMatches(field, sent, s) {
+  const v = fieldValue(field, s);
+  if (field === "prompts") return sameBlend(sent, v);
+  if (typeof sent === "number") return near(sent, v, 1e-3);
+  return sent === v;
+}
+
+function isHeld(id) {
+  const el = $(id);
+  return dragging === id || (edited.has(id) && document.activeElement === el) || (id === "tap" && tapTimer !== null);
+}
+
+function showState(s, { force = false } = {}) {
   if (!s) return;
-  if (s.seed_image && $("seed").value !== s.seed_image) $("seed").value = s.seed_image;
-  if (typeof s.strength === "number") { $("strength").value = s.strength; $("strength-out").value = s.strength.toFixed(2); }
-  if (s.prompt && document.activeElement !== $("prompt") && !$("prompt").value) $("prompt").placeholder = s.prompt;
+  lastState = s;
+  stats.session_state = s;
+  const now = performance.now();
+  const free = (field, ids) => {
+    if (force) return true;
+    const wait = awaiting.get(field);
+    if (wait) {
+      if (fieldMatches(field, wait.value, s) || wait.until <= now) awaiting.delete(field);
+      else return false; // our change is on its way: this state predates it
+    }
+    return !ids.some(isHeld);
+  };
+  if (force) { awaiting.clear(); edited.clear(); }
+  if (free("prompts", ["prompt", "prompt2", "blend"])) showBlend(blendOf(s.prompts, s.prompt));
+  if (s.seed_image && free("seed_image", ["seed"]) && $("seed").value !== s.seed_image) $("seed").value = s.seed_image;
+  if (typeof s.strength === "number" && free("strength", ["strength"])) setStrength(s.strength);
+  if (typeof s.guidance === "number" && free("guidance", ["guidance"])) setGuidance(s.guidance);
+  if (typeof s.bpm === "number" && free("bpm", ["bpm", "bpm-num", "tap"])) setBpm(s.bpm);
+  if (typeof s.glide === "number" && free("glide", ["glide"])) setGlide(s.glide);
   seedInfo();
+}
+
+/** Set the prompt fields and the blend slider to a blend (the first two of its prompts). */
+function showBlend(blend) {
+  if (!blend.length) return;
+  let [a, b] = blend;
+  // keep each text where it was shown, whichever the server lists first
+  if (b && clean($("prompt").value) === clean(b.text) && clean($("prompt2").value) === clean(a.text)) [a, b] = [b, a];
+  $("prompt").value = a.text;
+  edited.delete("prompt");
+  $("blend-panel").hidden = !b;
+  $("prompt2").value = b ? b.text : "";
+  edited.delete("prompt2");
+  if (b) setBlend(b.weight / (a.weight + b.weight || 1));
+  const more = blend.length - 2;
+  $("blend-more").hidden = more <= 0;
+  $("blend-more").textContent = more > 0 ? `and ${more} more prompt${more === 1 ? "" : "s"} in the blend (set by another client)` : "";
+  controls();
+}
+
+function setBlend(w) {
+  $("blend").value = w;
+  blendLabels();
+}
+
+function blendLabels() {
+  const w = Number($("blend").value);
+  $("blend-wa").value = `${Math.round((1 - w) * 100)}%`;
+  $("blend-wb").value = `${Math.round(w * 100)}%`;
+  $("blend-a").textContent = clean($("prompt").value) || $("prompt").placeholder;
+  $("blend-b").textContent = clean($("prompt2").value) || "second prompt";
+}
+
+function setStrength(v) { $("strength").value = v; $("strength-out").value = Number(v).toFixed(2); }
+function setGuidance(v) { $("guidance").value = v; $("guidance-out").value = Number(v).toFixed(1); }
+function setGlide(v) {
+  $("glide").value = v;
+  v = Math.round(v);
+  $("glide-out").value = v === 0 ? "next beat" : `${v} beat${v === 1 ? "" : "s"}`;
+}
+/** A tempo as people read it: whole, or to a tenth (a loop's own 93.9 bpm). */
+const fmtBpm = (v) => (Math.abs(v - Math.round(v)) < 0.05 ? String(Math.round(v)) : v.toFixed(1));
+
+function setBpm(v) {
+  const shown = Math.round(v * 10) / 10;
+  $("bpm").value = shown;
+  $("bpm-num").value = shown;
+  $("bpm-out").value = `${fmtBpm(v)} bpm`;
+  edited.delete("bpm-num");
 }
 
 function seedInfo() {
   const seed = info && info.seeds.find((s) => s.name === $("seed").value);
-  $("seed-info").textContent = seed ? [seed.bpm && `${Math.round(seed.bpm)} bpm`, seed.description].filter(Boolean).join(" · ") : "";
+  $("seed-info").textContent = seed ? [seed.bpm && `loop at ${Math.round(seed.bpm)} bpm`, seed.description].filter(Boolean).join(" · ") : "";
 }
+
+const STEERING = ["prompt", "prompt2", "blend", "blend-remove", "blend-add", "seed", "strength", "guidance", "bpm", "bpm-num", "tap", "glide"];
 
 function controls() {
   const canSteer = !playing || stats.control;
-  for (const id of ["prompt", "seed", "strength"]) $(id).disabled = !canSteer;
+  for (const id of STEERING) $(id).disabled = !canSteer;
   document.querySelectorAll(".chips button, .go").forEach((b) => { b.disabled = !canSteer; });
+  $("blend-add").hidden = !$("blend-panel").hidden;
   $("listen-only").hidden = canSteer;
+  document.body.classList.toggle("listener", !canSteer);
+}
+
+/**
+ * Send a steering change (`field` as the state names it, `value` what the state will say);
+ * before play, keep it for once we steer the jam.
+ */
+function send(field, msg, value) {
+  if (!playing) { preplay.set(field, [msg, value]); return; }
+  if (!stats.control || !stream) return;
+  stream.send(msg);
+  awaiting.set(field, { value, until: performance.now() + 2000 });
+  setTimeout(() => { if (lastState) showState(lastState); }, 2100); // never confirmed: show the state
+}
+
+/** The blend the prompt fields and slider show, as a message: `prompts` with two, else `prompt`. */
+function blendMessage() {
+  const a = clean($("prompt").value) || (lastState && lastState.prompt) || "";
+  const b = $("blend-panel").hidden ? "" : clean($("prompt2").value);
+  if (!a) return null;
+  if (!b) return [{ type: "prompt", text: a }, [{ text: a, weight: 1 }], a];
+  const w = Math.round(Number($("blend").value) * 100) / 100;
+  const prompts = [{ text: a, weight: Math.round((1 - w) * 100) / 100 }, { text: b, weight: w }];
+  return [{ type: "prompts", prompts }, blendOf(prompts), `${a} + ${b}`];
+}
+
+function sendBlend() {
+  const m = blendMessage();
+  if (!m) return;
+  const [msg, value, label] = m;
+  edited.delete("prompt");
+  edited.delete("prompt2");
+  if (playing && stats.control) pendingPrompt = { label, blend: value };
+  send("prompts", msg, value);
+  blendLabels();
 }
 
 function onMessage(msg) {
@@ -85,12 +251,22 @@ function onMessage(msg) {
       $("listeners").textContent = msg.listeners;
       listen(msg);
       links();
-      showState(msg.state);
       controls();
       setState("live", "live");
+      lastState = msg.state || lastState;
+      if (msg.control) { // what was changed before play, now that we steer
+        for (const [field, [m, value]] of preplay) {
+          if (field !== "prompts") { send(field, m, value); continue; }
+          const blend = blendMessage(); // as the fields show it now (the prompt went in `create`)
+          if (blend && blend[0].type === "prompts") send(field, blend[0], blend[1]);
+        }
+      }
+      preplay.clear();
+      showState(msg.state);
       break;
     case "state":
-      showState(msg.state);
+      showState(msg.state, { force: snapBack });
+      snapBack = false;
       break;
     case "listeners":
       stats.listeners = msg.count;
@@ -116,6 +292,12 @@ function onMessage(msg) {
         stream.send(hello());
       } else {
         notice(msg.message, "error");
+        // Refused: the controls go back to what the session plays (the `state` that follows
+        // says so again; an older server sends none).
+        snapBack = true;
+        stats.snapBacks++;
+        pendingPrompt = null;
+        if (lastState) showState(lastState, { force: true });
       }
       break;
   }
@@ -138,13 +320,14 @@ function listen(msg) {
     channels,
     codecRate: rate,
     preSkip: msg.pre_skip || 0,
-    onAudio: (position, planes) => {
+    onAudio: (position, planes, splice) => {
       if (dec !== opus) return;
       const start = Math.round((joinPlayhead * rate) / streamRate); // trim before the live edge
       const n = planes[0].length;
       if (position + n <= start) return;
       if (position < start) { planes = planes.map((p) => p.subarray(start - position)); position = start; }
-      player.pushFloat(position, planes);
+      if (splice) player.splice(position, planes, splice.bpm, splice.id);
+      else player.pushFloat(position, planes);
     },
     onError: (err) => { stats.errors.push({ code: "decoder", message: String(err && err.message) }); },
   }));
@@ -158,12 +341,16 @@ function onFrame(frame) {
   }
   stats.chunks++;
   stats.frameBytes += frame.size;
+  // A splice: this frame replaces what was received from stream sample `x` on.
+  const x = typeof frame.meta.splice === "number" ? frame.meta.splice : null;
+  const id = x === null ? 0 : ++spliceSeq;
+  if (x !== null) stats.spliceFrames++;
   let { offset } = frame;
   const end = offset + frame.frames;
   if (frame.kind === "opus") {
     stats.bytes += frame.bytes;
     if (end <= joinPlayhead || !opus) return; // a late joiner starts at the live edge
-    opus.decode(frame); // all of it: its first packet is the decoder's pre-roll; trimmed after
+    opus.decode(frame, id); // all of it: its first packet is the decoder's pre-roll; trimmed after
   } else {
     stats.bytes += frame.pcm.byteLength;
     if (end <= joinPlayhead) return;
@@ -172,11 +359,48 @@ function onFrame(frame) {
       pcm = pcm.subarray((joinPlayhead - offset) * frame.channels);
       offset = joinPlayhead;
     }
-    player.push(offset, pcm);
+    if (x !== null) player.splicePcm(offset, pcm, frame.meta.bpm, id);
+    else player.push(offset, pcm);
   }
-  stats.receivedEnd = Math.max(stats.receivedEnd, end);
-  timeline.push({ offset: Math.max(offset, joinPlayhead), end, meta: frame.meta });
+  if (x !== null) {
+    replaceFrom(x, id);
+    stats.receivedEnd = end;
+  } else {
+    stats.receivedEnd = Math.max(stats.receivedEnd, end);
+  }
+  timeline.push({ offset: Math.max(x ?? offset, joinPlayhead), end, meta: frame.meta });
   if (timeline.length > 400) timeline.splice(0, 100);
+}
+
+/** A splice at `x`: the timeline's entries from there on are replaced (kept aside, in case the
+ * player has to put the splice in later, on a beat after what it has played). */
+function replaceFrom(x, id) {
+  const replaced = [];
+  for (let i = timeline.length - 1; i >= 0; i--) {
+    const t = timeline[i];
+    if (t.end <= x) break;
+    if (t.offset >= x) { replaced.unshift(t); timeline.splice(i, 1); } else { replaced.unshift({ ...t, offset: x }); t.end = x; }
+  }
+  spliced.set(id, { x, replaced });
+  for (const k of spliced.keys()) { if (spliced.size <= 16) break; spliced.delete(k); }
+}
+
+/** The player put splice `id` in at stream sample `at` (later than asked when it came late). */
+function onSplice({ id, at, late, position, end }) {
+  if (late) stats.lastLateSplice = { at, position, end }; // where it went in, what played and was held
+  const rec = spliced.get(id);
+  spliced.delete(id);
+  if (!rec || at === null || at <= rec.x + 1) return;
+  at = Math.round(at);
+  // [x, at) still plays what was there: the replacement's entries start at `at`
+  for (let i = timeline.length - 1; i >= 0; i--) {
+    const t = timeline[i];
+    if (t.end <= rec.x) break;
+    if (t.offset >= at || t.offset < rec.x) continue;
+    if (t.end <= at) timeline.splice(i, 1); else t.offset = at;
+  }
+  for (const t of rec.replaced) if (t.offset < at) timeline.push({ ...t, end: Math.min(t.end, at) });
+  timeline.sort((a, b) => a.offset - b.offset);
 }
 
 function onClose(e) {
@@ -247,7 +471,11 @@ async function play() {
 }
 
 async function startPlayer(sampleRate, streamRate, channels) {
-  const mine = (player = new Player({ sampleRate, streamRate, channels, onStats: (s) => { if (player === mine) Object.assign(stats, s); } }));
+  const mine = (player = new Player({
+    sampleRate, streamRate, channels,
+    onStats: (s) => { if (player === mine) Object.assign(stats, s); },
+    onSplice: (s) => { if (player === mine) onSplice(s); },
+  }));
   try { await mine.start(); } catch (err) {
     // A player stopped while starting (the jam had ended) is no failure to report.
     if (playing && player === mine) { notice(`Audio failed to start: ${err.message}`, "error", 0); stop(); }
@@ -281,19 +509,7 @@ function frameLoop() {
     $("buffer-bar").dataset.low = buffered < 0.5 ? "1" : "";
     $("buffer-text").textContent = `${buffered.toFixed(1)} s buffered${stats.underruns ? ` · ${stats.underruns} gaps` : ""}`;
     const meta = audible(position);
-    if (meta) {
-      const now = meta.alpha > 0 && meta.prompt_to && meta.prompt_to !== meta.prompt
-        ? `${meta.prompt} → ${meta.prompt_to}` : meta.prompt;
-      stats.prompt = meta.alpha >= 1 ? meta.prompt_to : meta.prompt;
-      stats.seedImage = meta.seed_image;
-      if ($("now-prompt").textContent !== now) $("now-prompt").textContent = now;
-      const beat = meta.seed_image && meta.seed_image.replaceAll("_", " ");
-      const bits = [beat, meta.bpm && `${Math.round(meta.bpm)} bpm`, `seed ${meta.seed}`];
-      if (meta.prompt_to && meta.prompt_to !== meta.prompt) bits.push(`${Math.round(meta.alpha * 100)}% of the way`);
-      if (pendingPrompt && (meta.prompt_to === pendingPrompt || meta.prompt === pendingPrompt)) pendingPrompt = null;
-      if (pendingPrompt) bits.push(`next: ${pendingPrompt}`);
-      $("now-detail").textContent = bits.filter(Boolean).join(" · ");
-    }
+    if (meta) showAudible(meta);
     if (position >= 0) {
       // The server keeps the session's last 3 minutes: about as much as has played.
       const secs = Math.floor(Math.min(RECORDING_SECONDS, position / player.streamRate));
@@ -304,15 +520,152 @@ function frameLoop() {
   requestAnimationFrame(frameLoop);
 }
 
+const blendLabel = (blend) => blend.length > 1
+  ? blend.map((p) => `${p.text} ${Math.round(p.weight * 100)}%`).join(" + ") : (blend[0] && blend[0].text) || "";
+
+/** The "now playing" line and `stats.heard`, from the audible chunk's metadata. */
+function showAudible(meta) {
+  const from = blendOf(meta.prompts, meta.prompt);
+  const to = blendOf(meta.prompts_to, meta.prompt_to || meta.prompt);
+  const moving = !sameBlend(from, to) || (meta.prompt_to && meta.prompt_to !== meta.prompt);
+  const now = meta.alpha > 0 && moving ? `${blendLabel(from)} → ${blendLabel(to)}` : blendLabel(from);
+  const done = meta.alpha >= 1;
+  stats.prompt = done ? meta.prompt_to : meta.prompt;
+  stats.seedImage = meta.seed_image;
+  stats.heard = {
+    prompt: stats.prompt, prompts: done ? to : from, seed_image: meta.seed_image, bpm: meta.bpm,
+    strength: meta.strength, guidance: meta.guidance, seed: meta.seed, alpha: meta.alpha,
+    tile: meta.tile, seq: meta.seq,
+  };
+  if ($("now-prompt").textContent !== now) $("now-prompt").textContent = now;
+  const beat = meta.seed_image && meta.seed_image.replaceAll("_", " ");
+  const bpm = typeof meta.bpm === "number" ? `${fmtBpm(meta.bpm)} bpm` : "";
+  const bits = [beat, bpm, `seed ${meta.seed}`];
+  if (moving) bits.push(`${Math.round(meta.alpha * 100)}% of the way`);
+  if (pendingPrompt && (sameBlend(to, pendingPrompt.blend) || sameBlend(from, pendingPrompt.blend))) pendingPrompt = null;
+  if (pendingPrompt) bits.push(`next: ${pendingPrompt.label}`);
+  const detail = bits.filter(Boolean).join(" · ");
+  if ($("now-detail").textContent !== detail) $("now-detail").textContent = detail;
+  const tempo = bpm ? `playing ${bpm}` : "—";
+  if ($("tempo-info").textContent !== tempo) $("tempo-info").textContent = tempo;
+}
+
+/** A prompt from the field or an example: alone, or blended with the second prompt. */
 function changePrompt(text) {
-  text = text.trim();
+  text = clean(text);
   if (!text) return;
-  if (!playing) { $("prompt").value = text; play(); return; }
+  $("prompt").value = text;
+  if (!playing) { play(); return; }
   if (!stats.control) return;
-  pendingPrompt = text;
-  stream && stream.send({ type: "prompt", text });
-  $("prompt").value = "";
-  $("prompt").placeholder = text;
+  sendBlend();
+}
+
+function sendNumber(field, value) {
+  if (!Number.isFinite(value)) { if (lastState) showState(lastState, { force: true }); return; }
+  send(field, { type: field, value }, value);
+}
+
+/** Tap tempo: the average of the last few intervals; sent once the taps stop. */
+function tap() {
+  const t = performance.now();
+  if (taps.length && t - taps[taps.length - 1] > 2000) taps = []; // a new run of taps
+  taps.push(t);
+  if (taps.length > 5) taps.shift(); // the last four intervals
+  $("tap").classList.remove("flash");
+  void $("tap").offsetWidth; // restart the flash
+  $("tap").classList.add("flash");
+  clearTimeout(tapTimer);
+  let bpm = null;
+  if (taps.length >= 2) {
+    const beat = (taps[taps.length - 1] - taps[0]) / (taps.length - 1);
+    bpm = Math.round(clamp(60000 / beat, ...BPM_RANGE));
+    setBpm(bpm);
+  }
+  tapTimer = setTimeout(() => {
+    tapTimer = null;
+    taps = [];
+    if (bpm !== null) sendNumber("bpm", bpm);
+  }, 1100);
+}
+
+/** Range inputs: one under the pointer is not overwritten by `state` until released. */
+function trackDrag(id) {
+  $(id).addEventListener("pointerdown", () => { dragging = id; });
+}
+
+/** Text fields: typed in, they keep what is typed; left without Enter, they show the state. */
+function trackTyping(id, selectOnFocus = false) {
+  const el = $(id);
+  el.addEventListener("input", () => edited.add(id));
+  el.addEventListener("blur", () => setTimeout(() => {
+    if (document.activeElement === el || !edited.has(id) || !playing || !lastState) return;
+    edited.delete(id);
+    showState(lastState);
+  }, 250));
+  // showing the state, a click selects it all, so typing starts a new prompt
+  if (selectOnFocus) el.addEventListener("focus", () => setTimeout(() => { if (!edited.has(id)) el.select(); }, 0));
+}
+
+function wireControls() {
+  $("prompt-form").onsubmit = (e) => { e.preventDefault(); changePrompt($("prompt").value); };
+  $("prompt2-form").onsubmit = (e) => {
+    e.preventDefault();
+    if (!clean($("prompt2").value)) return;
+    sendBlend();
+    if (!playing) play();
+  };
+  $("prompt").addEventListener("input", blendLabels);
+  $("prompt2").addEventListener("input", blendLabels);
+  $("blend-add").onclick = () => {
+    $("blend-panel").hidden = false;
+    $("prompt2").value = "";
+    setBlend(0.5);
+    controls();
+    $("prompt2").focus();
+  };
+  $("blend-remove").onclick = () => {
+    const blended = lastState && blendOf(lastState.prompts, lastState.prompt).length > 1;
+    $("blend-panel").hidden = true;
+    $("prompt2").value = "";
+    edited.delete("prompt2");
+    controls();
+    if (blended || !playing) sendBlend(); // back to the first prompt alone
+    $("blend-add").focus();
+  };
+  $("blend").oninput = blendLabels;
+  $("blend").onchange = () => { if (clean($("prompt2").value)) sendBlend(); };
+  $("seed").onchange = () => {
+    seedInfo();
+    if (playing) send("seed_image", { type: "seed_image", name: $("seed").value }, $("seed").value);
+  };
+  $("strength").oninput = () => { $("strength-out").value = Number($("strength").value).toFixed(2); };
+  $("strength").onchange = () => sendNumber("strength", Number($("strength").value));
+  $("guidance").oninput = () => { $("guidance-out").value = Number($("guidance").value).toFixed(1); };
+  $("guidance").onchange = () => sendNumber("guidance", Number($("guidance").value));
+  $("glide").oninput = () => setGlide(Number($("glide").value));
+  $("glide").onchange = () => sendNumber("glide", Number($("glide").value));
+  $("bpm").oninput = () => { $("bpm-num").value = $("bpm").value; $("bpm-out").value = `${$("bpm").value} bpm`; };
+  $("bpm").onchange = () => sendNumber("bpm", Number($("bpm").value));
+  // typed as it is: the server refuses a tempo out of range, and says why
+  const typedBpm = () => {
+    if (!edited.has("bpm-num")) return;
+    edited.delete("bpm-num");
+    sendNumber("bpm", $("bpm-num").value === "" ? NaN : Number($("bpm-num").value));
+  };
+  $("bpm-num").onchange = typedBpm;
+  $("bpm-num").addEventListener("keydown", (e) => { if (e.key === "Enter") { e.preventDefault(); typedBpm(); } });
+  $("tap").onclick = tap;
+  for (const id of ["blend", "strength", "guidance", "bpm", "glide"]) trackDrag(id);
+  const released = () => {
+    if (dragging === null) return;
+    dragging = null;
+    setTimeout(() => { if (lastState && dragging === null) showState(lastState); }, 60);
+  };
+  window.addEventListener("pointerup", released);
+  window.addEventListener("pointercancel", released);
+  trackTyping("prompt", true);
+  trackTyping("prompt2", true);
+  trackTyping("bpm-num");
 }
 
 async function init() {
@@ -331,10 +684,7 @@ async function init() {
   }
   $("play").onclick = () => (playing ? stop() : play());
   $("new-jam").onclick = startNewJam;
-  $("prompt-form").onsubmit = (e) => { e.preventDefault(); changePrompt($("prompt").value); };
-  $("seed").onchange = () => { seedInfo(); if (playing && stats.control) stream.send({ type: "seed_image", name: $("seed").value }); };
-  $("strength").oninput = () => { $("strength-out").value = Number($("strength").value).toFixed(2); };
-  $("strength").onchange = () => { if (playing && stats.control) stream.send({ type: "strength", value: Number($("strength").value) }); };
+  wireControls();
   document.querySelectorAll("[data-copy]").forEach((b) => {
     b.onclick = async () => {
       const input = $(b.dataset.copy);

@@ -5,17 +5,23 @@
 // positions, but `position()` and the counters in `onStats` are converted back.
 
 export class Player {
-  constructor({ sampleRate, streamRate = sampleRate, channels, jitterSeconds = 0.3, onStats = () => {} }) {
+  constructor({ sampleRate, streamRate = sampleRate, channels, jitterSeconds = 0.3, onStats = () => {}, onSplice = () => {} }) {
     this.sampleRate = sampleRate; // the ring's (and the AudioContext's) clock
     this.streamRate = streamRate;
     this.scale = streamRate / sampleRate; // ring samples → stream samples
     this.channels = channels;
     this.jitterSeconds = jitterSeconds;
     this.onStats = onStats;
-    this.stats = { framesPlayed: 0, nonSilentFrames: 0, underruns: 0, skipped: 0, buffered: 0, position: -1, playing: false };
+    // ({id, requested, at, late, position, end}) in stream samples: where a splice went in (null:
+    // never, another replaced it first), and what was playing and held then
+    this.onSplice = onSplice;
+    this.stats = {
+      framesPlayed: 0, nonSilentFrames: 0, underruns: 0, skipped: 0, buffered: 0, position: -1, playing: false,
+      splices: 0, lateSplices: 0, underrunAt: -1,
+    };
     this.ringPosition = -1;
     this.reportedAt = 0;
-    this.pending = []; // audio that arrived while the worklet module was still loading
+    this.pending = []; // messages (audio, splices) that arrived while the worklet module was still loading
   }
 
   async start() {
@@ -31,6 +37,14 @@ export class Player {
     this.node.port.onmessage = (e) => {
       if (!this.ctx) return; // a report that was in flight when the player stopped
       const s = e.data, k = this.scale;
+      if (s.type === "spliced") {
+        const streamed = (v) => (v === null || v < 0 ? v : v * k);
+        this.onSplice({
+          id: s.id, requested: s.requested * k, at: streamed(s.at), late: s.late,
+          position: streamed(s.position), end: streamed(s.end),
+        });
+        return;
+      }
       this.ringPosition = s.position;
       this.stats = {
         ...s,
@@ -38,30 +52,55 @@ export class Player {
         nonSilentFrames: Math.round(s.nonSilentFrames * k),
         skipped: Math.round(s.skipped * k),
         position: s.position < 0 ? -1 : s.position * k,
+        underrunAt: s.underrunAt < 0 ? -1 : s.underrunAt * k,
       };
       this.reportedAt = this.ctx.currentTime;
       this.onStats(this.stats);
     };
     this.gain = this.ctx.createGain();
     this.node.connect(this.gain).connect(this.ctx.destination);
-    for (const [offset, data] of this.pending.splice(0)) this.pushFloat(offset, data);
+    for (const msg of this.pending.splice(0)) this.post(msg);
     if (this.ctx && this.ctx.state !== "running") await this.ctx.resume();
   }
 
   /** Queue interleaved int16 PCM that starts at ring sample `offset` (PCM: a stream sample). */
   push(offset, pcm) {
+    this.pushFloat(offset, this.planes(pcm));
+  }
+
+  planes(pcm) {
     const n = pcm.length / this.channels;
     const data = Array.from({ length: this.channels }, () => new Float32Array(n));
     for (let i = 0, k = 0; i < n; i++) {
       for (let c = 0; c < this.channels; c++, k++) data[c][i] = pcm[k] / 32768;
     }
-    this.pushFloat(offset, data);
+    return data;
   }
 
   /** Queue float audio, one Float32Array per channel, that starts at ring sample `offset`. */
   pushFloat(offset, data) {
-    if (!this.node) { if (this.ctx) this.pending.push([offset, data]); return; }
-    this.node.port.postMessage({ type: "pcm", offset, data }, data.map((d) => d.buffer));
+    this.post({ type: "pcm", offset, data });
+  }
+
+  /**
+   * Replace everything held from ring sample `offset` on with `data` (one Float32Array per
+   * channel) and what follows it; played audio is never rewritten: a late splice goes in at the
+   * next beat (`bpm`, counted from `offset`) after the read position. `id` comes back in
+   * `onSplice` with where it went in.
+   */
+  splice(offset, data, bpm, id) {
+    const beat = bpm > 0 ? (60 * this.sampleRate) / bpm : 0;
+    this.post({ type: "splice", offset, data, beat, id });
+  }
+
+  /** Interleaved int16 PCM as a splice (see `splice`). */
+  splicePcm(offset, pcm, bpm, id) {
+    this.splice(offset, this.planes(pcm), bpm, id);
+  }
+
+  post(msg) {
+    if (!this.node) { if (this.ctx) this.pending.push(msg); return; }
+    this.node.port.postMessage(msg, msg.data ? msg.data.map((d) => d.buffer) : []);
   }
 
   /**

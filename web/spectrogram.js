@@ -1,5 +1,7 @@
 // Live spectrogram view: each tile's image placed on the stream timeline, scrolling under a
-// fixed playhead. Tiles overlap where they crossfade; the newer tile is drawn on top.
+// fixed playhead. Tiles overlap where they crossfade; the newer tile is drawn on top. A tile
+// heard from `meta.fade_start` on (a prompt switch, a splice) replaces the earlier tiles' columns
+// from that stream sample on, and is drawn only from there.
 
 // A magma-like palette. Tiles arrive as grey PNGs in Riffusion's convention (255 = silence,
 // darker = louder); inverted and coloured here once each, so loud is bright.
@@ -38,15 +40,21 @@ export class SpectrogramView {
     this.hopLength = hopLength;
     this.secondsVisible = secondsVisible;
     this.playheadAt = playheadAt;
-    this.tiles = []; // {offset, samples, bitmap, meta}
+    this.tiles = []; // {offset, samples, from, until, bitmap, meta}, in arrival order
   }
 
   async addTile(frame) {
+    const m = frame.meta || {};
+    const from = typeof m.fade_start === "number" ? Math.max(frame.offset, m.fade_start) : frame.offset;
+    // Placed at once (in arrival order), drawn once coloured: a later tile cuts it at its start.
+    const tile = { offset: frame.offset, samples: m.samples || 0, from, until: Infinity, bitmap: null, meta: m };
+    for (const t of this.tiles) t.until = Math.min(t.until, from);
+    this.tiles.push(tile);
+    while (this.tiles.length > 12) { const t = this.tiles.shift(); if (t.bitmap) t.bitmap.close(); }
     const bitmap = await colourise(frame.png);
-    const samples = frame.meta.samples || bitmap.width * this.hopLength;
-    this.tiles.push({ offset: frame.offset, samples, bitmap, meta: frame.meta });
-    this.tiles.sort((a, b) => a.offset - b.offset);
-    if (this.tiles.length > 8) this.tiles.shift().bitmap.close();
+    if (!this.tiles.includes(tile)) { bitmap.close(); return; } // cleared (or dropped) meanwhile
+    tile.bitmap = bitmap;
+    if (!tile.samples) tile.samples = bitmap.width * this.hopLength;
   }
 
   draw(position) {
@@ -61,11 +69,15 @@ export class SpectrogramView {
     if (position >= 0) {
       ctx.imageSmoothingEnabled = true;
       for (const t of this.tiles) {
-        const x = head + (t.offset - position) * pxPerSample;
-        const tw = t.samples * pxPerSample;
+        if (!t.bitmap) continue;
+        const a = t.from, b = Math.min(t.until, t.offset + t.samples); // the stream span it shows
+        if (b <= a) continue;
+        const x = head + (a - position) * pxPerSample;
+        const tw = (b - a) * pxPerSample;
         if (x > w || x + tw < 0) continue;
+        const scale = t.bitmap.width / t.samples; // image columns per stream sample
         ctx.globalAlpha = 1;
-        ctx.drawImage(t.bitmap, x, 0, tw, h);
+        ctx.drawImage(t.bitmap, (a - t.offset) * scale, 0, (b - a) * scale, t.bitmap.height, x, 0, tw, h);
       }
       // Dim what has already played.
       ctx.fillStyle = "rgba(7, 8, 13, 0.55)";
@@ -82,7 +94,7 @@ export class SpectrogramView {
   }
 
   clear() {
-    for (const t of this.tiles) t.bitmap.close();
+    for (const t of this.tiles) if (t.bitmap) t.bitmap.close();
     this.tiles = [];
   }
 }

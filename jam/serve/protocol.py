@@ -163,19 +163,23 @@ def _text(obj: dict[str, Any], key: str, limit: int, *, required: bool = True) -
     return value
 
 
-def _number(obj: dict[str, Any], key: str, bounds: tuple[float, float]) -> float:
+def _number(
+    obj: dict[str, Any], key: str, bounds: tuple[float, float], name: str | None = None
+) -> float:
+    """``obj[key]``, a finite number within ``bounds``; errors call it ``name`` (the control)."""
     value = obj.get(key)
+    what = name or f"'{key}'"
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ProtocolError("bad_field", f"'{key}' must be a number")
+        raise ProtocolError("bad_field", f"{what} must be a number")
     try:
         value = float(value)  # an integer literal beyond float range raises here
     except OverflowError:
-        raise ProtocolError("bad_field", f"'{key}' is not a representable number") from None
+        raise ProtocolError("bad_field", f"{what} is not a representable number") from None
     if not math.isfinite(value):
-        raise ProtocolError("bad_field", f"'{key}' must be a finite number")
+        raise ProtocolError("bad_field", f"{what} must be a finite number")
     lo, hi = bounds
     if not lo <= value <= hi:
-        raise ProtocolError("out_of_range", f"'{key}' must be between {lo} and {hi}")
+        raise ProtocolError("out_of_range", f"{what} must be between {lo:g} and {hi:g}")
     return float(value)
 
 
@@ -242,17 +246,17 @@ def parse_client_message(data: str | bytes) -> ClientMessage:
     if kind == "prompts":
         return SetPrompts(_blend(obj))
     if kind == "bpm":
-        return SetBpm(_number(obj, "value", BPM_RANGE))
+        return SetBpm(_number(obj, "value", BPM_RANGE, "the tempo (bpm)"))
     if kind == "glide":
-        return SetGlide(round(_number(obj, "value", GLIDE_RANGE)))
+        return SetGlide(round(_number(obj, "value", GLIDE_RANGE, "the glide (beats)")))
     if kind == "seed_image":
         name = _text(obj, "name", MAX_NAME_CHARS)
         assert name is not None
         return SetSeedImage(name)
     if kind == "strength":
-        return SetStrength(_number(obj, "value", STRENGTH_RANGE))
+        return SetStrength(_number(obj, "value", STRENGTH_RANGE, "the strength"))
     if kind == "guidance":
-        return SetGuidance(_number(obj, "value", GUIDANCE_RANGE))
+        return SetGuidance(_number(obj, "value", GUIDANCE_RANGE, "the guidance"))
     if not isinstance(kind, str):
         raise ProtocolError("bad_type", "message needs a string 'type' field")
     raise ProtocolError("unknown_type", f"unknown message type {kind[:40]!r}")

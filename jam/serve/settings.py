@@ -17,7 +17,9 @@ class SessionSettings:
 
     lead: float = 1.5  # seconds published ahead of the playhead (the listeners' buffer)
     resume_buffer: float = 0.5  # lead rebuilt after generation fell behind
-    splice_margin: float = 0.12  # a change re-sends audio from this far past the playhead on
+    # a change re-sends audio from this far past the playhead on: time for the frames to arrive
+    # and for a page to decode them (on a busy 2-core machine 0.12 s was sometimes too little)
+    splice_margin: float = 0.2
     listener_queue_seconds: float = 6.0  # lag a listener may have beyond the lead
     kick_after: float = 8.0  # seconds of continuous dropping before a listener is closed
     health_interval: float = 1.0  # seconds between health messages
