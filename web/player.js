@@ -11,6 +11,7 @@ export class Player {
     this.scale = streamRate / sampleRate; // ring samples → stream samples
     this.channels = channels;
     this.jitterSeconds = jitterSeconds;
+    this.settled = false; // caught up with the live edge once (see follow)
     this.onStats = onStats;
     // ({id, requested, at, late, position, end}) in stream samples: where a splice went in (null:
     // never, another replaced it first), and what was playing and held then
@@ -112,14 +113,19 @@ export class Player {
   follow(playhead, slack = 0.04) {
     const position = this.position();
     if (!this.node || !this.stats.playing || position < 0) return;
-    // on time is the jitter buffer behind the live edge: only a tab later than that skips
-    const late = playhead - this.jitterSeconds * this.streamRate - position;
+    // The first time, a tab catches up with the live edge itself (its audio may have waited
+    // for the worklet to load); after that, on time is up to the jitter buffer behind it, so a
+    // tab that re-buffered once does not skip.
+    const allowance = this.settled ? this.jitterSeconds : 0;
+    this.settled = true;
+    const late = playhead - allowance * this.streamRate - position;
     if (late > slack * this.streamRate) this.node.port.postMessage({ type: "skip", frames: Math.round(late / this.scale) });
   }
 
   /** Forget buffered audio (a reconnect starts again at the live edge). */
   reset() {
     this.pending = [];
+    this.settled = false;
     if (this.node) this.node.port.postMessage({ type: "reset" });
   }
 
