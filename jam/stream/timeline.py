@@ -12,7 +12,7 @@ without changing them, so a span can be mixed again after a switch.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -37,6 +37,7 @@ class Placed:
     start: int
     beats: int
     fade_start: int = 0  # where it begins to be heard (mid-tile for a switch)
+    _meta: dict[str, object] | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def length(self) -> int:
@@ -70,6 +71,12 @@ class Placed:
         return out
 
     def meta(self) -> dict[str, object]:
+        """What the wire says about this tile (built once: every chunk it sounds in repeats it)."""
+        if self._meta is None:
+            self._meta = self._describe()
+        return self._meta
+
+    def _describe(self) -> dict[str, object]:
         r = self.tile.request
         return {
             "tile": self.id,

@@ -59,7 +59,7 @@ class Gate:
             seq += 1
 
 
-def session(clock: FakeClock, gate: Gate) -> Session:
+def session(clock: FakeClock) -> Session:
     context = SessionContext(SETTINGS, clock, RATE, 1, seed_names=("four_on_floor", "drone"))
     controls = Controls.start("lofi", ModelDefaults(), "four_on_floor", 94.0)
     state = SessionState(controls, seed=0, steps=10)
@@ -68,7 +68,7 @@ def session(clock: FakeClock, gate: Gate) -> Session:
 
 async def test_a_session_publishes_only_lead_seconds_ahead_of_the_playhead():
     clock, gate = FakeClock(), Gate()
-    s = session(clock, gate)
+    s = session(clock)
     gate.allow(10_000)  # generation is instant: only pacing holds it back
     task = asyncio.create_task(s.run(gate.stream()))
     try:
@@ -88,7 +88,7 @@ async def test_a_session_publishes_only_lead_seconds_ahead_of_the_playhead():
 
 async def test_a_late_chunk_restarts_the_clock_with_the_resume_buffer_and_counts_a_stall():
     clock, gate = FakeClock(), Gate()
-    s = session(clock, gate)
+    s = session(clock)
     task = asyncio.create_task(s.run(gate.stream()))
     try:
         s.join(control=True)
@@ -109,7 +109,7 @@ async def test_a_late_chunk_restarts_the_clock_with_the_resume_buffer_and_counts
 
 async def test_nobody_listening_pauses_pulling_and_a_new_listener_starts_at_the_live_edge():
     clock, gate = FakeClock(), Gate()
-    s = session(clock, gate)
+    s = session(clock)
     gate.allow(10_000)
     task = asyncio.create_task(s.run(gate.stream()))
     try:
@@ -130,8 +130,8 @@ async def test_nobody_listening_pauses_pulling_and_a_new_listener_starts_at_the_
 
 
 async def test_a_seed_change_is_checked_against_the_seed_names_the_session_was_given():
-    clock, gate = FakeClock(), Gate()
-    s = session(clock, gate)
+    clock = FakeClock()
+    s = session(clock)
     listener = s.join(control=True)
     s.apply(protocol.SetSeedImage("drone"))
     assert s.state.controls.seed_image == "drone"
@@ -142,8 +142,8 @@ async def test_a_seed_change_is_checked_against_the_seed_names_the_session_was_g
 
 
 async def test_change_rate_limit_opens_again_after_its_window_on_the_sessions_clock():
-    clock, gate = FakeClock(), Gate()
-    s = session(clock, gate)
+    clock = FakeClock()
+    s = session(clock)
     for i in range(protocol.PROMPT_CHANGES_PER_WINDOW):
         s.apply(protocol.SetPrompt(f"prompt {i}"))
     with pytest.raises(protocol.ProtocolError, match="try again"):
