@@ -1,9 +1,10 @@
 """The composition root: the one place that builds the parts and wires them together.
 
-``jam serve``, ``jam render``, the benchmarks and the tests all start here: :meth:`App.load`
-builds the engine (model + seed library) and one device queue; :meth:`App.serve` adds the hub
-and the websocket server; :meth:`App.render` streams a prompt to a tensor through the same
-producer a session uses. Tests build an :class:`App` around a stand-in renderer instead.
+``jam serve``, ``jam worker``, ``jam render``, the benchmarks and the tests all start here:
+:meth:`App.load` builds the engine (model + seed library) and one device queue; :meth:`App.serve`
+adds the hub and the websocket server; :meth:`App.cluster_server` and :meth:`App.worker` do the
+same on Redis (an edge, and generation); :meth:`App.render` streams a prompt to a tensor through
+the same producer a session uses. Tests build an :class:`App` around a stand-in renderer instead.
 """
 
 from __future__ import annotations
@@ -19,9 +20,13 @@ from pathlib import Path
 
 import torch
 
+from jam.cluster.edge import EdgeHub
+from jam.cluster.record import ClusterSettings
+from jam.cluster.store import Store
+from jam.cluster.worker import Worker
 from jam.model.device_queue import DeviceQueue
 from jam.model.engine import load_engine
-from jam.model.folder import ModelDefaults
+from jam.model.folder import DEFAULT_MODEL_DIR, ModelDefaults
 from jam.model.types import Blend, Renderer, blend
 from jam.seeds.library import SeedLibrary, default_seed_dir
 from jam.serve import protocol
@@ -32,6 +37,7 @@ from jam.serve.session import SessionContext
 from jam.serve.settings import ServerSettings
 from jam.sound import opus
 from jam.sound.opus import default_bitrate
+from jam.sound.params import SpectrogramParams
 from jam.sound.tempo import BPM_RANGE
 from jam.stream.controls import Controls, SessionState
 from jam.stream.producer import (
@@ -85,9 +91,12 @@ class RenderRequest:
 
 @dataclass
 class App:
-    """The parts of a running jam: a renderer, its seed library, the model's defaults."""
+    """The parts of a running jam: a renderer, its seed library, the model's defaults.
 
-    renderer: Renderer
+    An edge of a cluster has no renderer (``renderer`` None): it loads only what the model's
+    folder says about its format and defaults, never its weights."""
+
+    renderer: Renderer | None
     seeds: SeedLibrary
     defaults: ModelDefaults
     stream_settings: StreamSettings = field(default_factory=StreamSettings)
@@ -107,6 +116,17 @@ class App:
         queue = DeviceQueue(engine.render, engine.params.sample_rate)
         settings = stream_settings or StreamSettings()
         return cls(queue, engine.seeds, engine.defaults, settings, queue=queue)
+
+    @classmethod
+    def load_format(cls, model: str | Path | None = None, seed_dir: Path | None = None) -> App:
+        """The seed loops and defaults of a model folder, without the model (an edge)."""
+        folder = Path(model) if model else DEFAULT_MODEL_DIR
+        if folder.is_dir():
+            params, defaults = SpectrogramParams.load(folder), ModelDefaults.load(folder)
+        else:  # a hub id or single file: Riffusion's format
+            params, defaults = SpectrogramParams(), ModelDefaults()
+        seeds = SeedLibrary(params, defaults.tile_width, user_dir=seed_dir or default_seed_dir())
+        return cls(None, seeds, defaults)
 
     @property
     def sample_rate(self) -> int:
@@ -149,13 +169,23 @@ class App:
         state: SessionState,
         renderer: Renderer | None = None,
         audience: Audience | None = None,
+        start_at: Callable[[int], int] | None = None,
     ) -> AsyncIterator[Chunk | TileImage | RenderFailure]:
         """A session's stream; its ``audience`` (the session) lets changes splice into audio
-        already sent."""
+        already sent; ``start_at`` places a continued stream's first tile (see Producer)."""
         producer = Producer(
-            state, renderer or self.renderer, self.seeds, self.stream_settings, audience
+            state, self._renderer(renderer), self.seeds, self.stream_settings, audience, start_at
         )
         return producer.stream()
+
+    def _renderer(self, renderer: Renderer | None = None) -> Renderer:
+        if renderer is None and self.renderer is None:
+            raise RuntimeError("this process loaded no model: it cannot generate")
+        return renderer or self.renderer  # type: ignore[return-value]
+
+    @property
+    def chunk_seconds(self) -> float:
+        return self.stream_settings.chunk_seconds
 
     # -- serving ------------------------------------------------------------------------------
 
@@ -178,8 +208,8 @@ class App:
             )
         return catalogue
 
-    async def server(self, settings: ServerSettings, clock: Clock | None = None) -> JamServer:
-        """A hub and websocket server for this app (not yet listening)."""
+    async def context(self, settings: ServerSettings, clock: Clock | None = None) -> SessionContext:
+        """What every session of a server (or worker) shares."""
         catalogue = await asyncio.to_thread(self.seed_catalogue)
         names = tuple(str(s["name"]) for s in catalogue)
         p = self.seeds.params
@@ -189,7 +219,7 @@ class App:
         if bitrate and not opus.available():
             log.warning("PyAV with libopus is missing: streaming 16-bit PCM only")
             bitrate = 0
-        context = SessionContext(
+        return SessionContext(
             settings=settings.session,
             clock=clock or SystemClock(),
             sample_rate=p.sample_rate,
@@ -198,15 +228,70 @@ class App:
             welcome_extra={"seeds": catalogue},
             opus_bitrate=bitrate or None,
         )
+
+    async def server(self, settings: ServerSettings, clock: Clock | None = None) -> JamServer:
+        """A hub and websocket server for this app (not yet listening)."""
+        context = await self.context(settings, clock)
         hub = Hub(
             self,
-            self.renderer,
+            self._renderer(),
             context,
             admission=settings.admission,
             idle_seconds=settings.idle_seconds,
             device_load=self.queue.utilization if self.queue is not None else None,
         )
-        info = {
+        return JamServer(hub, settings, self.info(context))
+
+    async def cluster_server(
+        self,
+        settings: ServerSettings,
+        store: Store,
+        cluster: ClusterSettings | None = None,
+        clock: Clock | None = None,
+        *,
+        name: str | None = None,
+    ) -> JamServer:
+        """An edge: the page and websockets for the sessions in ``store`` (not yet listening)."""
+        context = await self.context(settings, clock)
+        hub = EdgeHub(
+            store,
+            self,
+            context,
+            cluster,
+            admission=settings.admission,
+            name=name,
+            linger=settings.idle_seconds,
+        )
+        return JamServer(hub, settings, self.info(context))
+
+    async def worker(
+        self,
+        settings: ServerSettings,
+        store: Store,
+        cluster: ClusterSettings | None = None,
+        clock: Clock | None = None,
+        *,
+        name: str | None = None,
+    ) -> Worker:
+        """Generation for the sessions in ``store`` (not yet started)."""
+        context = await self.context(settings, clock)
+        return Worker(
+            store,
+            self,
+            self._renderer(),
+            context,
+            cluster,
+            idle_seconds=settings.idle_seconds,
+            name=name,
+        )
+
+    def info(self, context: SessionContext) -> dict[str, object]:
+        """``/api/info``: what the page needs before it connects."""
+        p = self.seeds.params
+        catalogue = context.welcome_extra["seeds"]
+        names = context.seed_names
+        bitrate = context.opus_bitrate
+        return {
             "protocol": protocol.PROTOCOL_VERSION,
             "sample_rate": p.sample_rate,
             "channels": p.channels,
@@ -228,7 +313,6 @@ class App:
                 "message_bytes": protocol.MAX_MESSAGE_BYTES,
             },
         }
-        return JamServer(hub, settings, info)
 
     async def serve(self, settings: ServerSettings, clock: Clock | None = None) -> JamServer:
         """Start serving (``port=0`` picks a free port); returns the running server."""
@@ -263,7 +347,7 @@ class App:
         )
         state = SessionState(controls, seed=request.seed, steps=request.steps or d.steps)
         total = round(request.seconds * self.sample_rate)
-        producer = Producer(state, self.renderer, self.seeds, self.stream_settings)
+        producer = Producer(state, self._renderer(), self.seeds, self.stream_settings)
         parts: list[torch.Tensor] = []
         got = 0
         async for item in producer.stream():

@@ -1,4 +1,4 @@
-"""The ``jam`` command line: serve, render, convert, make a corpus, train."""
+"""The ``jam`` command line: serve, work for a cluster, render, convert, make a corpus, train."""
 
 from __future__ import annotations
 
@@ -109,16 +109,75 @@ def _serve(args: argparse.Namespace) -> int:
         operator_token=args.operator_token,
         bitrate=args.bitrate,
     )
-    app = load_app(args)
+    if args.no_generate and not args.redis:
+        raise ValueError("--no-generate needs --redis (an edge serves sessions others render)")
+    if args.no_generate:
+        from jam.app import App
+
+        app = App.load_format(args.model)
+    else:
+        app = load_app(args)
 
     async def serve() -> None:
+        if not args.redis:
+            try:
+                await serve_until_signalled(await app.server(settings))
+            finally:
+                await app.close()
+            return
+        store = await _store(args.redis)
+        worker = None
         try:
-            await serve_until_signalled(await app.server(settings))
+            server = await app.cluster_server(settings, store)
+            if not args.no_generate:
+                worker = await app.worker(settings, store)
+                worker.start()
+            await serve_until_signalled(server)
         finally:
+            if worker is not None:
+                await worker.close()
+            await store.close()
             await app.close()
 
     asyncio.run(serve())
     return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from jam.serve.server import until_signalled
+    from jam.serve.settings import ServerSettings
+
+    app = load_app(args)
+
+    async def work() -> None:
+        store = await _store(args.redis)
+        try:
+            worker = await app.worker(ServerSettings(bitrate=args.bitrate), store)
+            worker.start()
+            print(f"jam worker {worker.name}: rendering for {args.redis}", flush=True)
+            try:
+                await until_signalled()
+            finally:
+                await worker.close()
+        finally:
+            await store.close()
+            await app.close()
+
+    asyncio.run(work())
+    return 0
+
+
+async def _store(url: str):  # -> jam.cluster.store.Store
+    """The cluster's Redis, checked once at start (later outages are retried, not fatal)."""
+    from jam.cluster.store import Store, StoreUnavailable
+
+    store = Store(url)
+    try:
+        await store.ping()
+    except (StoreUnavailable, ValueError) as e:
+        await store.close()
+        raise OSError(f"cannot use Redis at {url}: {e}") from None
+    return store
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -158,8 +217,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--operator-token",
         help="a secret that shows per-session detail at /status?token=SECRET",
     )
+    s.add_argument(
+        "--redis",
+        metavar="URL",
+        help="keep sessions in this Redis (redis://HOST:PORT/DB), shared with every other "
+        "jam serve and jam worker on it",
+    )
+    s.add_argument(
+        "--no-generate",
+        action="store_true",
+        help="with --redis: an edge only (no model loaded; workers render)",
+    )
     model_options(s)
     s.set_defaults(run=_serve)
+
+    w = sub.add_parser("worker", help="render the sessions of a Redis cluster (no web server)")
+    w.add_argument("--redis", metavar="URL", required=True, help="redis://HOST:PORT/DB")
+    w.add_argument("--bitrate", type=int, help="Opus bits per second per stream (as for jam serve)")
+    model_options(w)
+    w.set_defaults(run=_worker)
 
     r = sub.add_parser("render", help="render a prompt (or a glide between two) to an audio file")
     r.add_argument("prompt", nargs="?", help="what to play (TEXT, or TEXT:WEIGHT in a blend)")

@@ -3,12 +3,13 @@
 #   ffmpeg                   MP3/OGG/FLAC through pydub
 #   chromium, chromium-driver the headless browser the page's tests drive (never a download)
 #   fluid-soundfont-gm       FluidR3_GM.sf2 (MIT), the SoundFont `jam corpus` renders with
+#   redis-server             sessions past one machine (jam serve --redis); the tests start one
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
     need=()
-    for pkg in ffmpeg chromium chromium-driver fluid-soundfont-gm; do
+    for pkg in ffmpeg chromium chromium-driver fluid-soundfont-gm redis-server; do
         dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
     done
     if [ ${#need[@]} -gt 0 ]; then

@@ -18,6 +18,7 @@ ALLOWED = {
     "model": {"sound", "seeds"},
     "stream": {"sound", "seeds", "model"},
     "serve": {"sound", "seeds", "model", "stream"},
+    "cluster": {"sound", "seeds", "model", "stream", "serve"},
     "train": {"sound", "seeds", "model"},
 }
 

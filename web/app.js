@@ -243,6 +243,7 @@ function sendBlend() {
 function onMessage(msg) {
   switch (msg.type) {
     case "welcome":
+      if (retries > 0) notice("Reconnected: back in the same jam.", "info", 3000); // clears "Reconnecting…"
       retries = 0;
       sessionId = msg.session;
       if (msg.control) token = msg.token;
@@ -277,6 +278,10 @@ function onMessage(msg) {
       $("rtf").textContent = msg.rtf == null ? "—" : `${msg.rtf.toFixed(2)}× real time`;
       $("rtf").classList.toggle("bad", msg.behind || (msg.rtf != null && msg.rtf < 1));
       if (msg.behind) notice("The server is falling behind — the music may pause while it catches up.", "warn", 4000);
+      break;
+    case "notice": // the server's own trouble, e.g. its session store away for a moment
+      stats.notices = (stats.notices || 0) + 1;
+      notice(msg.message, msg.level === "info" ? "info" : "warn", msg.level === "info" ? 3000 : 0);
       break;
     case "dropped":
       stats.dropped += msg.count;
@@ -407,7 +412,7 @@ function onClose(e) {
   stream = null;
   if (!playing) return;
   if (e.code === 4004) { ended(); return; } // reconnecting would only find it gone
-  const why = e.code === 4008 ? "your connection fell behind" : e.code === 1001 ? "the server is restarting" : "the connection dropped";
+  const why = e.code === 4008 ? "your connection fell behind" : e.code === 1001 ? "the server is restarting" : e.code === 1013 ? "the server is busy for a moment" : "the connection dropped";
   notice(`Disconnected: ${why}. Reconnecting…`, "error", 0);
   setState("reconnecting", "reconnecting");
   if (retries++ > 20) { stop(); return; }

@@ -98,6 +98,12 @@ class Hub:
     def get(self, session_id: str) -> Session | None:
         return self.sessions.get(session_id)
 
+    async def open(self, request: protocol.Create, client: str = "") -> Session:
+        return self.create(request, client)
+
+    async def find(self, session_id: str) -> Session | None:
+        return self.get(session_id)
+
     def _session_done(self, session: Session, task: asyncio.Task[None]) -> None:
         """Owner of every session task: log how it ended and tell its listeners."""
         self.sessions.pop(session.id, None)

@@ -46,6 +46,7 @@ CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY = 1008  # too many messages or bytes, or no valid hello
 CLOSE_TOO_SLOW = 4008
 CLOSE_SESSION_ENDED = 4004
+CLOSE_TRY_AGAIN = 1013  # the session store is away for a moment: reconnect
 
 CODECS = ("opus", "pcm")  # what audio frames may carry
 

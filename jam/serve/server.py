@@ -2,9 +2,10 @@
 
 Thin on purpose: HTTP goes through websockets' ``process_request`` hook to
 :mod:`jam.serve.http`, messages are parsed by :mod:`jam.serve.protocol` and everything stateful
-lives in :mod:`jam.serve.hub`. Each connection runs three things: the receive loop (control
-messages), a pump that moves its listener's queue onto the socket, and a watcher that closes the
-socket when the hub closes the listener (too slow, session ended).
+lives in a hub of :class:`Rooms`: :mod:`jam.serve.hub` (all in one process) or
+:mod:`jam.cluster.edge` (sessions in Redis). Each connection runs three things: the receive
+loop (control messages), a pump that moves its listener's queue onto the socket, and a watcher
+that closes the socket when the hub closes the listener (too slow, session ended).
 """
 
 from __future__ import annotations
@@ -12,11 +13,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import hmac
 import http
 import logging
 import signal
 import socket
+from typing import Protocol
 from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection
@@ -25,12 +26,11 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from jam.serve import protocol
+from jam.serve.clock import Clock
 from jam.serve.http import Routes, response, same_origin, text
-from jam.serve.hub import Hub
 from jam.serve.limits import TokenBucket
 from jam.serve.listener import Listener, ListenerClosed, Outgoing
-from jam.serve.recording import FORMATS, RECORDING_SECONDS, encode_file
-from jam.serve.session import Session
+from jam.serve.recording import FORMATS, RECORDING_SECONDS, Recording, encode_file
 from jam.serve.settings import ServerSettings
 
 log = logging.getLogger(__name__)
@@ -51,10 +51,55 @@ HELLO_ATTEMPTS = 5
 MAX_PENDING_REPLIES = 32  # text messages queued for one client before error replies are dropped
 
 
+class Room(Protocol):
+    """One session as a connection sees it (``Session`` here, ``RemoteSession`` on an edge)."""
+
+    id: str
+
+    @property
+    def recording(self) -> Recording: ...
+
+    def join(
+        self, control: bool, codecs: tuple[str, ...] = (), token: str | None = None
+    ) -> Listener: ...
+
+    def leave(self, listener: Listener) -> None: ...
+
+    def check_token(self, token: str) -> bool: ...
+
+    async def steer(self, message: protocol.ClientMessage, raw: str, listener: Listener) -> None:
+        """Apply a control (ProtocolError explains a refusal)."""
+        ...
+
+    def state_message(self) -> str: ...
+
+
+class Rooms(Protocol):
+    """The sessions a server serves (``Hub``, or an edge's ``EdgeHub``)."""
+
+    clock: Clock
+
+    def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def open(self, request: protocol.Create, client: str) -> Room:
+        """A new session (ProtocolError when refused)."""
+        ...
+
+    async def find(self, session_id: str) -> Room | None: ...
+
+    def get(self, session_id: str) -> Room | None:
+        """A session served here now (for its recording)."""
+        ...
+
+    def stats(self, detail: bool = False) -> dict[str, object]: ...
+
+
 class JamServer:
     """A running jam server: the websocket endpoint, HTTP routes and the hub of sessions."""
 
-    def __init__(self, hub: Hub, settings: ServerSettings, info: dict[str, object]) -> None:
+    def __init__(self, hub: Rooms, settings: ServerSettings, info: dict[str, object]) -> None:
         self.hub = hub
         self.settings = settings
         self.routes = Routes(settings.web_dir, info, self.status, settings.operator_token)
@@ -187,7 +232,7 @@ class JamServer:
                 if not traffic.take(len(raw), clock.now()):
                     await self._close_flooder(ws)
                     break
-                self._control(session, listener, raw)
+                await self._control(session, listener, raw)
         except ConnectionClosed:
             pass
         finally:
@@ -200,7 +245,7 @@ class JamServer:
 
     async def _hello(
         self, ws: ServerConnection, traffic: TokenBucket
-    ) -> tuple[Session, Listener] | None:
+    ) -> tuple[Room, Listener] | None:
         """Wait for ``create`` or ``join``; errors are answered and the client may try again."""
         for _ in range(HELLO_ATTEMPTS):
             try:
@@ -217,24 +262,27 @@ class JamServer:
                 message = protocol.parse_client_message(raw)
                 if isinstance(message, protocol.Create):
                     client = ws.remote_address[0] if ws.remote_address else ""
-                    session = self.hub.create(message, client=str(client))
+                    session = await self.hub.open(message, client=str(client))
                     return session, session.join(control=True, codecs=message.codecs)
                 if isinstance(message, protocol.Join):
-                    session = self.hub.get(message.session)
+                    session = await self.hub.find(message.session)
                     if session is None:
                         raise protocol.ProtocolError(
                             "unknown_session", f"no live session {message.session!r}"
                         )
-                    control = message.token is not None and hmac.compare_digest(
-                        message.token.encode(), session.control_token.encode()
-                    )
-                    if message.token is not None and not control:
+                    token = message.token
+                    control = token is not None and session.check_token(token)
+                    if token is not None and not control:
                         raise protocol.ProtocolError("bad_token", "that control token is not valid")
-                    return session, session.join(control=control, codecs=message.codecs)
+                    joined = session.join(control, message.codecs, token if control else None)
+                    return session, joined
                 raise protocol.ProtocolError("not_joined", "send create or join first")
             except protocol.ProtocolError as e:
                 with contextlib.suppress(ConnectionClosed):
                     await ws.send(e.to_message())
+                if e.code == "unavailable":  # the page reconnects, with its backoff
+                    await ws.close(protocol.CLOSE_TRY_AGAIN, "try again in a moment")
+                    return None
         await ws.close(protocol.CLOSE_POLICY, "too many bad messages before joining")
         return None
 
@@ -250,7 +298,7 @@ class JamServer:
             )
         ws.transport.abort()
 
-    def _control(self, session: Session, listener: Listener, raw: str | bytes) -> None:
+    async def _control(self, session: Room, listener: Listener, raw: str | bytes) -> None:
         try:
             message = protocol.parse_client_message(raw)
             if not isinstance(message, protocol.CONTROL_MESSAGES):
@@ -259,7 +307,8 @@ class JamServer:
                 raise protocol.ProtocolError(
                     "not_controller", "this link can listen only; ask for the control link"
                 )
-            session.apply(message)
+            text = raw if isinstance(raw, str) else raw.decode("utf-8", "replace")
+            await session.steer(message, text, listener)
         except protocol.ProtocolError as e:
             # a client that does not read its replies gets no more of them (bounded queue)
             if listener.pending_text < MAX_PENDING_REPLIES:
@@ -292,20 +341,25 @@ class JamServer:
             ws.transport.abort()
 
 
-async def serve_until_signalled(server: JamServer) -> None:
-    """Serve until SIGTERM or SIGINT, then close sockets with 1001 and stop all producers."""
+async def until_signalled() -> None:
+    """Return on SIGTERM or SIGINT."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        await server.start()
-        print(f"jam: open {server.url}", flush=True)
-        try:
-            await stop.wait()
-            log.info("signal received: shutting down")
-        finally:
-            await server.close()
+        await stop.wait()
+        log.info("signal received: shutting down")
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+
+
+async def serve_until_signalled(server: JamServer) -> None:
+    """Serve until SIGTERM or SIGINT, then close sockets with 1001 and stop all producers."""
+    await server.start()
+    print(f"jam: open {server.url}", flush=True)
+    try:
+        await until_signalled()
+    finally:
+        await server.close()

@@ -3,17 +3,19 @@
 The session pulls from its producer only while the next chunk starts less than ``lead`` seconds
 past the playhead (:class:`jam.serve.clock.StreamClock`), so generation runs a bounded amount
 ahead: work is not wasted far ahead, and prompt changes take effect soon. Each chunk is encoded
-once and offered to every listener's bounded queue. Time comes from the injected clock.
+once per codec and handed to the session's outlets: its own :class:`~jam.serve.fanout.Fanout`
+(the listeners on this process) and, on a cluster worker, the session's Redis stream. Time
+comes from the injected clock.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 import secrets
-from collections import deque
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -21,9 +23,10 @@ import numpy as np
 from jam.model.device_queue import RealTimeMeter
 from jam.serve import protocol
 from jam.serve.clock import Clock, StreamClock
+from jam.serve.fanout import Fanout, Outlet
 from jam.serve.limits import RateLimit
 from jam.serve.listener import Listener, Outgoing
-from jam.serve.recording import RECORDING_SECONDS, Recording
+from jam.serve.recording import Recording
 from jam.serve.settings import SessionSettings
 from jam.sound.opus import CODEC_RATE, PRE_ROLL_PACKETS, PRE_SKIP, OpusEncoder
 from jam.stream.controls import SessionState
@@ -47,23 +50,28 @@ class SessionContext:
 
 
 class Session:
-    """One stream and everyone listening to it."""
+    """One stream and everyone listening to it.
+
+    ``session_id`` and ``outlets`` are for a session a cluster worker continues: its id from
+    the session's record, and the Redis stream its listeners (on other processes) read.
+    """
 
     def __init__(
         self,
         context: SessionContext,
         state: SessionState,
         meter: RealTimeMeter,
+        *,
+        session_id: str | None = None,
+        outlets: Sequence[Outlet] = (),
     ) -> None:
         self.context = context
         self.settings = context.settings
         self.clock = context.clock
-        self.id = secrets.token_urlsafe(16)  # 128 bits: links cannot be guessed
+        self.id = session_id or secrets.token_urlsafe(16)  # 128 bits: links cannot be guessed
         self.control_token = secrets.token_urlsafe(16)
         self.state = state
         self.meter = meter
-        self.listeners: dict[int, Listener] = {}
-        self.empty_since: float | None = self.clock.now()
         self.chunks = 0
         self.stalls = 0
         self.behind = False
@@ -78,15 +86,34 @@ class Session:
             self._opus = self._opus_from(0)
             self.codecs = ("opus", "pcm")
         self.splices = 0
-        # per codec: the frames a late joiner starts from (the chunk playing now, and on)
-        self._recent_audio: dict[str, deque[Outgoing]] = {c: deque() for c in self.codecs}
-        self.recording = Recording(context.sample_rate, context.channels, RECORDING_SECONDS)
-        self._recent_images: deque[Outgoing] = deque(maxlen=3)
+        self.fanout = Fanout(
+            self.settings,
+            context.sample_rate,
+            context.channels,
+            self.codecs,
+            self.playhead,
+            self.clock.now,
+            context.listener_ids,
+        )
+        self.outlets: tuple[Outlet, ...] = (self.fanout, *outlets)
+        self._t0: float | None = None  # the stream clock as the outlets last heard it
         self._last_health: float | None = None
         self._listening = asyncio.Event()  # set while anyone listens: the producer runs only then
         self._wake = asyncio.Event()  # a change, or its tile is ready: pull the producer now
         self._prompt_limit = RateLimit()
         self._setting_limit = RateLimit(count=20)
+
+    @property
+    def listeners(self) -> dict[int, Listener]:
+        return self.fanout.listeners
+
+    @property
+    def empty_since(self) -> float | None:
+        return self.fanout.empty_since
+
+    @property
+    def recording(self) -> Recording:
+        return self.fanout.recording
 
     # -- clock -----------------------------------------------------------------------------
 
@@ -113,28 +140,15 @@ class Session:
 
     # -- listeners -------------------------------------------------------------------------
 
-    def join(self, control: bool, codecs: tuple[str, ...] = ()) -> Listener:
+    def join(
+        self, control: bool, codecs: tuple[str, ...] = (), token: str | None = None
+    ) -> Listener:
         """Add a listener at the live edge: welcome, recent tile images, then audio from now on,
-        in the first of ``codecs`` this session encodes (PCM when none)."""
+        in the first of ``codecs`` this session encodes (PCM when none). (A controller's
+        welcome carries this session's token; ``token`` is the one it joined with.)"""
         now = self.clock.now()
-        # The queue holds the lead (published ahead of the playhead) plus the allowed lag.
-        listener = Listener(
-            next(self.context.listener_ids),
-            control,
-            self.settings.lead + self.settings.listener_queue_seconds,
-            self.settings.kick_after,
-            codec=protocol.choose_codec(codecs, self.codecs),
-        )
-        self.listeners[listener.id] = listener
-        self.empty_since = None
-        self._listening.set()
-        listener.offer(Outgoing(self.welcome(listener, now)), now)
-        playhead = self.playhead(now)
-        for image in self._recent_images:
-            listener.offer(image, now)
-        for audio in self._recent_audio[listener.codec]:
-            if audio.end > playhead:
-                listener.offer(audio, now)
+        listener = self.fanout.add(control, codecs, lambda li: self.welcome(li, now))
+        self.hear(True)
         self._broadcast_listeners(now)
         log.info(
             "session %s: listener %d joined (%s), %d listening",
@@ -146,13 +160,10 @@ class Session:
         return listener
 
     def leave(self, listener: Listener) -> None:
-        if self.listeners.pop(listener.id, None) is None:
+        if not self.fanout.remove(listener):
             return
-        listener.close(protocol.CLOSE_GOING_AWAY, "left")
         now = self.clock.now()
-        if not self.listeners:
-            self.empty_since = now
-            self._listening.clear()
+        self.hear(bool(self.listeners))
         self._broadcast_listeners(now)
         log.info(
             "session %s: listener %d left (sent %d, dropped %d), %d listening",
@@ -163,41 +174,40 @@ class Session:
             len(self.listeners),
         )
 
+    def hear(self, listening: bool) -> None:
+        """Whether anyone listens (here, or on a cluster's edges): the producer runs only then."""
+        if listening:
+            self._listening.set()
+        else:
+            self._listening.clear()
+
     def welcome(self, listener: Listener, now: float) -> str:
-        fields: dict[str, object] = {
-            "protocol": protocol.PROTOCOL_VERSION,
-            "session": self.id,
-            "listener": listener.id,
-            "control": listener.control,
-            "sample_rate": self.context.sample_rate,
-            "channels": self.context.channels,
-            "playhead": self.playhead(now),
-            "listeners": len(self.listeners),
-            "state": self.state.snapshot(),
-            "codec": listener.codec,
-            **self.context.welcome_extra,
-        }
-        if listener.codec == "opus":
-            fields |= {"codec_rate": CODEC_RATE, "pre_skip": PRE_SKIP}
-        if listener.control:
-            fields["token"] = self.control_token
-        return protocol.encode_message("welcome", **fields)
+        return welcome_message(
+            self.context,
+            self.id,
+            listener,
+            self.playhead(now),
+            len(self.listeners),
+            self.state.snapshot(),
+            self.control_token,
+        )
 
     def broadcast(self, item: Outgoing, now: float | None = None) -> None:
-        now = self.clock.now() if now is None else now
-        for listener in list(self.listeners.values()):
-            listener.offer(item, now)
+        """Local listeners only (the hub's last words when a session ends)."""
+        self.fanout.broadcast(item)
 
-    def _tell_controllers(self, message: str) -> None:
-        now = self.clock.now()
-        for listener in list(self.listeners.values()):
-            if listener.control:
-                listener.offer(Outgoing(message), now)
+    def _say(self, message: str, *, controllers: bool = False, to: int | None = None) -> None:
+        for outlet in self.outlets:
+            outlet.text(message, controllers=controllers, to=to)
 
     def _broadcast_listeners(self, now: float) -> None:
-        self.broadcast(
-            Outgoing(protocol.encode_message("listeners", count=len(self.listeners))), now
-        )
+        self.broadcast(Outgoing(protocol.encode_message("listeners", count=len(self.listeners))))
+
+    def check_token(self, token: str) -> bool:
+        return hmac.compare_digest(token.encode(), self.control_token.encode())
+
+    async def steer(self, message: protocol.ClientMessage, raw: str, listener: Listener) -> None:
+        self.apply(message)
 
     # -- control ---------------------------------------------------------------------------
 
@@ -232,7 +242,7 @@ class Session:
                 self.state.set_guidance(value)
             case _:
                 raise protocol.ProtocolError("bad_type", "not a control message")
-        self.broadcast(Outgoing(self.state_message()), now)
+        self._say(self.state_message())
         self._wake.set()  # the producer starts its tile now, not at the next chunk's time
 
     def state_message(self) -> str:
@@ -252,8 +262,8 @@ class Session:
                     continue
                 if isinstance(item, RenderFailure):
                     if item.reverted:  # the change did not take: say what plays
-                        self.broadcast(Outgoing(self.state_message()))
-                    self._tell_controllers(
+                        self._say(self.state_message())
+                    self._say(
                         protocol.error_message(
                             "generation_failed",
                             f"a tile failed to render ({item.reason}); "
@@ -263,7 +273,8 @@ class Session:
                                 else "the last good one plays in its place"
                             ),
                             in_a_row=item.in_a_row,
-                        )
+                        ),
+                        controllers=True,
                     )
                     continue
                 if not self._listening.is_set():
@@ -273,6 +284,10 @@ class Session:
                     self.stream_clock.reset()
                 if item.offset >= self._published_end:  # re-sent audio goes out at once
                     await self._wait_until_due(item)
+                if self.stream_clock.t0 != self._t0:
+                    self._t0 = self.stream_clock.t0
+                    for outlet in self.outlets:
+                        outlet.clock(self._t0)
                 self._publish_chunk(item)
         finally:
             aclose = getattr(stream, "aclose", None)
@@ -306,9 +321,9 @@ class Session:
     def _publish_chunk(self, chunk: Chunk) -> None:
         """Encode the chunk once per codec and offer each listener its own encoding.
 
-        A splice (re-sent audio from ``chunk.offset`` on) first withdraws what it replaces
-        from the recording, the late joiners' frames and the listeners' queues, and restarts
-        the Opus encoder a few packets earlier: that pre-roll lets a fresh decoder settle."""
+        A splice (re-sent audio from ``chunk.offset`` on) replaces what was sent from there
+        (the outlets withdraw it) and restarts the Opus encoder a few packets earlier: that
+        pre-roll lets a fresh decoder settle."""
         now = self.clock.now()
         frames = chunk.audio.shape[-1]
         meta = {**chunk.meta, "seq": chunk.seq, "offset": chunk.offset}
@@ -322,12 +337,6 @@ class Session:
                 start = max(held, (chunk.offset // step - PRE_ROLL_PACKETS) * step)
                 self._opus = self._opus_from(start)
                 audio = np.concatenate([self.recording.span(start, chunk.offset), audio], axis=-1)
-            self.recording.truncate(chunk.offset)
-            for recent in self._recent_audio.values():
-                while recent and recent[-1].offset >= chunk.offset:
-                    recent.pop()
-            for listener in self.listeners.values():
-                listener.withdraw(chunk.offset)
         encoded = {
             "pcm": Outgoing(
                 protocol.encode_audio_frame(
@@ -357,22 +366,15 @@ class Session:
             )
         self.chunks += 1
         self._published_end = max(self._published_end, chunk.offset + frames)
-        self.recording.add(chunk.offset, chunk.audio)
-        playhead = self.playhead(now)
-        for codec, item in encoded.items():
-            recent = self._recent_audio[codec]
-            recent.append(item)
-            while recent and recent[0].end <= playhead:
-                recent.popleft()
-        for listener in list(self.listeners.values()):
-            if (item := encoded.get(listener.codec)) is not None:
-                listener.offer(item, now)
+        splice = chunk.offset if chunk.splice else None
+        for outlet in self.outlets:
+            outlet.audio(encoded, chunk.audio, splice)
         rtf = self.meter.factor
         if rtf is not None and rtf >= 1.05 and self.lead_seconds(now) > 0:
             self.behind = False
         if self._last_health is None or now - self._last_health >= self.settings.health_interval:
             self._last_health = now
-            self.broadcast(Outgoing(protocol.encode_message("health", **self.health(now))), now)
+            self._say(protocol.encode_message("health", **self.health(now)))
 
     def _opus_from(self, start: int) -> OpusEncoder:
         assert self.context.opus_bitrate
@@ -386,8 +388,8 @@ class Session:
             offset=image.offset,
             end=image.offset,
         )
-        self._recent_images.append(item)
-        self.broadcast(item)
+        for outlet in self.outlets:
+            outlet.image(item)
 
     def health(self, now: float | None = None) -> dict[str, object]:
         rtf = self.meter.factor
@@ -407,3 +409,34 @@ class Session:
             "dropped": sum(li.dropped for li in self.listeners.values()),
             **self.health(),
         }
+
+
+def welcome_message(
+    context: SessionContext,
+    session_id: str,
+    listener: Listener,
+    playhead: int,
+    listeners: int,
+    state: dict[str, object],
+    token: str | None,
+) -> str:
+    """What a listener hears first: the stream's format, where it is, who listens, the state
+    (and, for a controller, the control token)."""
+    fields: dict[str, object] = {
+        "protocol": protocol.PROTOCOL_VERSION,
+        "session": session_id,
+        "listener": listener.id,
+        "control": listener.control,
+        "sample_rate": context.sample_rate,
+        "channels": context.channels,
+        "playhead": playhead,
+        "listeners": listeners,
+        "state": state,
+        "codec": listener.codec,
+        **context.welcome_extra,
+    }
+    if listener.codec == "opus":
+        fields |= {"codec_rate": CODEC_RATE, "pre_skip": PRE_SKIP}
+    if listener.control and token is not None:
+        fields["token"] = token
+    return protocol.encode_message("welcome", **fields)

@@ -17,7 +17,7 @@ import dataclasses
 import io
 import itertools
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -120,12 +120,16 @@ class Producer:
         seeds: SeedLibrary,
         settings: StreamSettings = StreamSettings(),
         audience: Audience | None = None,
+        start_at: Callable[[int], int] | None = None,
     ) -> None:
         self.state = state
         self.renderer = renderer
         self.seeds = seeds
         self.settings = settings
         self.audience = audience  # None: offline, nothing is heard before it is made
+        # where the first tile goes, given the first sample listeners can still hear (a stream
+        # continued by another worker: the next beat of its grid); None: at sample 0
+        self.start_at = start_at
         self.sample_rate = seeds.params.sample_rate
         self.chunk = max(1, round(settings.chunk_seconds * self.sample_rate))
         self.pos = 0  # next stream sample to emit
@@ -153,7 +157,8 @@ class Producer:
             assert self.pending is not None
             render, self.pending = self.pending, None
             tile = await self._rendered(render, plan)
-            first = self._place(tile, start=0)
+            first = self._place(tile, start=self._first_start())
+            self.pos = first.start
             self.timeline = Timeline(first, self.settings.overlap_beats)
             yield await self._tile_image(first)
             for failure in self._failures:
@@ -166,6 +171,9 @@ class Producer:
                 self.pos += self.chunk
         finally:
             await self._cancel_pending()
+
+    def _first_start(self) -> int:
+        return 0 if self.start_at is None else self.start_at(self._reach())
 
     def _reach(self) -> int:
         """The first stream sample a change may alter now."""

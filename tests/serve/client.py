@@ -43,7 +43,11 @@ class Client:
 
     @classmethod
     async def open(cls, server: JamServer, hello: dict[str, Any], **kwargs: Any) -> Client:
-        ws = await connect(f"ws://127.0.0.1:{server.port}/ws", **kwargs)
+        return await cls.connect(server.port, hello, **kwargs)
+
+    @classmethod
+    async def connect(cls, port: int, hello: dict[str, Any], **kwargs: Any) -> Client:
+        ws = await connect(f"ws://127.0.0.1:{port}/ws", **kwargs)
         await ws.send(json.dumps(hello))
         return cls(ws)
 
