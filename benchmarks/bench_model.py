@@ -8,11 +8,25 @@ convention (seconds of audio per second of compute; > 1 keeps up) with its per-s
 held-out clips, prompt adherence on held-out wordings and combinations (and its ratio to the
 real-clip accuracy), spectrogram-statistics distances, an interpolation sweep between two
 prompts, and a grid of prompt spectrograms. ``--rtf-only`` measures just the speed.
+
+    OMP_NUM_THREADS=1 python benchmarks/bench_model.py --listen [--corpus CORPUS] [--threads 1]
+        [--prompts "deep house with warm pads" ...] [--seconds 30] [--out FILE.json]
+
+``--listen`` judges what a listener hears (``jam.train.listening``) on streams rendered through
+the real producer (``App.render``: seams, crossfades and levelling included) at the model's
+defaults: beat lock on the seed loop's eighth-note grid, overall and in the beat around each
+seam; spectral flatness and tonal-peak share against real clips of the same style through the
+codec (their ceiling) and through the model's autoencoder; loudness and centroid steps at
+seams against the same within tiles. Prompts: :data:`STYLE_PROMPTS` and, from the corpus,
+``--heldout-per-style`` held-out wordings of each of their styles. Without ``--corpus`` a small
+one is made with ``jam corpus`` (SoundFont renders) under ``--work``. Writes ``--out``
+(default ``docs/model_listen_v2.json``).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import random
 import statistics
@@ -21,9 +35,13 @@ from pathlib import Path
 
 import torch
 
-from jam.model.engine import load_engine
-from jam.model.types import Endpoint, TileRequest
-from jam.train.dataset import Item, cached_tiles
+from jam.model.engine import Engine, load_engine
+from jam.model.types import Endpoint, TileRequest, blend
+from jam.sound.files import read_audio
+from jam.sound.params import DEFAULT_MAX_VALUE
+from jam.sound.spectrogram import spectrogram_from_pixels
+from jam.train import listening
+from jam.train.dataset import Item, cached_tiles, tile_audio, tile_pixels
 from jam.train.evaluate import (
     StyleClassifier,
     frechet_distance,
@@ -49,6 +67,18 @@ GRID_PROMPTS = (
     "reggae with organ",
 )
 INTERPOLATION = ("dark techno with acid bass", "solo classical piano", "techno", "classical piano")
+# The listening evaluation's style prompts (the issue's "deep house with warm pads" and seven
+# more of the grid's), each with the corpus style its real clips are compared with.
+STYLE_PROMPTS = {
+    "deep house with warm pads": "house",
+    "dark techno with acid bass": "techno",
+    "funky bass groove with brass": "funk",
+    "fast drum and bass": "drum and bass",
+    "lo-fi hip hop with rhodes": "lo-fi",
+    "heavy metal with distorted guitar": "metal",
+    "solo classical piano": "classical piano",
+    "string quartet": "string quartet",
+}
 
 
 def timed(fn, *args):
@@ -187,18 +217,246 @@ def save_strip(images, labels: list[str], path: Path, columns: int = 4) -> None:
     sheet.save(path)
 
 
+# --- what a listener hears (--listen) --------------------------------------------------------
+
+
+def stream_grid(app) -> dict:
+    """Where a stream's beats and seams fall, from the seed loop and the stream settings: tile
+    ``k`` starts ``k`` slots in, each slot ``beats - overlap_beats`` beats (as
+    ``Timeline.slot_start`` places them), and fades in over the overlap."""
+    loop = app.seeds.get(app.defaults.seed_image)
+    length = loop.audio.shape[-1]
+    beat = length / loop.beats
+    overlap = app.stream_settings.overlap_beats
+    return {
+        "seed_image": loop.name,
+        "bpm": loop.bpm,
+        "tile_beats": loop.beats,
+        "overlap_beats": overlap,
+        "beat_samples": beat,
+        "slot_samples": round((loop.beats - overlap) * beat),
+        "fade_samples": round(overlap * beat),
+    }
+
+
+def listen_figures(audio: torch.Tensor, sr: int, grid: dict) -> dict:
+    """Beat lock, tonal sharpness and seam continuity of one stream."""
+    n = audio.shape[-1]
+    slot, fade, beat = grid["slot_samples"], grid["fade_samples"], grid["beat_samples"]
+    seams = list(range(slot, n - fade, slot))  # where each tile after the first fades in
+    onsets = listening.strong_onsets(audio, sr)
+    lock = listening.beat_lock(
+        onsets, sr, grid["bpm"], origin=0, seams=[s + fade / 2 for s in seams], around_beats=1.0
+    )
+    window = round(beat)
+    controls = listening.control_positions(seams, beat, fade, window, n)
+    return {
+        "beat_lock": lock,
+        "tempo_heard_bpm": listening.dominant_tempo(audio, sr),
+        "tonal": listening.tonal_sharpness(audio, sr),
+        "seams": listening.seam_steps(audio, sr, seams, controls, window, gap=fade),
+    }
+
+
+def listen_corpus(args) -> Path:
+    """The corpus given, or a small one made here with ``jam corpus`` (about 10 s)."""
+    if args.corpus is not None:
+        return args.corpus
+    from jam.train.corpus import build_corpus
+
+    folder = args.work / "listen_corpus"
+    if not (folder / "captions.jsonl").is_file():
+        build_corpus(folder, 110, 5.2, 22050, seed=16, music21_fraction=0.04, progress=False)
+    return folder
+
+
+@torch.inference_mode()
+def real_clip_figures(engine: Engine, records: list[dict], root: Path, style: str, n: int):
+    """Tonal sharpness of real clips of a style: as rendered, through the codec (pixels, then
+    Griffin-Lim, as every tile is heard: the ceiling) and through the model's autoencoder."""
+    p = engine.params
+    vae = engine.pipe.vae
+    clips = [r for r in records if r["style"] == style][:n]
+    out: dict[str, list[dict]] = {"raw": [], "codec": [], "autoencoder": []}
+    for r in clips:
+        audio, rate = read_audio(root / r["file"])
+        tile = next(tile_audio(audio, rate, p, engine.defaults.tile_width))
+        px = tile_pixels(tile, p)
+        mel = spectrogram_from_pixels(
+            px[..., None].expand(-1, -1, 3), p.power_for_image, DEFAULT_MAX_VALUE, p.stereo
+        )
+        codec = engine.converter.audio_from_spectrogram(mel)
+        x = to_model_range(px[None]).to(engine.device, engine.dtype)
+        latents = vae.encode(x).latent_dist.mean * vae.config.scaling_factor
+        ae = engine.audio_from_images(engine.decode(latents))[0]
+        for key, a in (("raw", tile), ("codec", codec), ("autoencoder", ae)):
+            out[key].append(listening.tonal_sharpness(a.cpu(), p.sample_rate))
+    keys = ("flatness", "tonal_share", "tonal_share_bands")
+    return {
+        "clips": len(clips),
+        "files": [r["file"] for r in clips],
+        **{k: {m: statistics.fmean(v[m] for v in vs) for m in keys} for k, vs in out.items()},
+    }
+
+
+def ratios(gen: dict, real: dict) -> dict:
+    return {k: gen[k] / real[k] if real[k] else None for k in real if k in gen}
+
+
+async def render_streams(app, prompts: list[tuple[str, str, str]], seconds: float):
+    """Each prompt's stream through ``App.render`` (the producer a session uses), seed = index."""
+    from jam.app import RenderRequest
+
+    streams = []
+    try:
+        for i, (text, style, kind) in enumerate(prompts):
+            t0 = time.perf_counter()
+            audio = await app.render(RenderRequest(blend(text), seconds=seconds, seed=i))
+            took = time.perf_counter() - t0
+            print(f"  rendered {seconds:g} s of {text!r} in {took:.1f} s", flush=True)
+            streams.append((text, style, kind, i, audio, took))
+    finally:
+        await app.close()
+    return streams
+
+
+def listen_main(args) -> None:
+    from jam.app import App
+
+    t_start = time.perf_counter()
+    torch.manual_seed(0)
+    app = App.load(args.model, "cpu")
+    engine = getattr(app.queue.render_batch, "__self__", None) if app.queue else None
+    if not isinstance(engine, Engine):
+        engine = load_engine(args.model, "cpu")
+    sr = app.sample_rate
+    grid = stream_grid(app)
+    styles = dict(STYLE_PROMPTS)
+    chosen = [(t, s, "style prompt") for t, s in styles.items() if not args.prompts]
+    chosen += [
+        (t, styles.get(t, "?"), "style prompt" if t in styles else "given")
+        for t in args.prompts or ()
+    ]
+    root = listen_corpus(args)
+    records = [json.loads(x) for x in (root / "captions.jsonl").read_text().splitlines() if x]
+    wanted = {s for _, s, _ in chosen}
+    if args.heldout_per_style:
+        held = held_out_prompts(
+            records, "heldout_wording", args.heldout_per_style, random.Random(0)
+        )
+        chosen += [(t, s, "heldout_wording") for t, s in held if s in wanted]
+    print(f"{len(chosen)} streams of {args.seconds:g} s on {grid}", flush=True)
+    streams = asyncio.run(render_streams(app, chosen, args.seconds))
+    if args.audio_dir is not None:  # to listen to, or look at
+        from jam.sound.files import write_wav
+
+        args.audio_dir.mkdir(parents=True, exist_ok=True)
+        for k, (_, style, kind, _, audio, _) in enumerate(streams):
+            name = f"{k:02d}_{style}_{kind}".replace(" ", "_")
+            write_wav(args.audio_dir / f"{name}.wav", audio.numpy(), sr)
+    real = {s: real_clip_figures(engine, records, root, s, args.real_clips) for s in sorted(wanted)}
+    results = []
+    for text, style, kind, seed, audio, took in streams:
+        fig = listen_figures(audio, sr, grid)
+        ref = real.get(style)
+        if ref and ref["clips"]:
+            fig["tonal_vs_real_codec"] = ratios(fig["tonal"], ref["codec"])
+            fig["tonal_vs_autoencoder"] = ratios(fig["tonal"], ref["autoencoder"])
+        results.append(
+            {"prompt": text, "style": style, "kind": kind, "seed": seed, "render_seconds": took}
+            | fig
+        )
+    out = {
+        "model": args.model or "jam/model/default",
+        "defaults": {
+            "steps": engine.defaults.steps,
+            "strength": engine.defaults.strength,
+            "guidance": engine.defaults.guidance,
+        },
+        "seconds": args.seconds,
+        "grid": grid,
+        "threads": torch.get_num_threads(),
+        "corpus": str(root),
+        "real_clips": real,
+        "streams": results,
+        "wall_seconds": time.perf_counter() - t_start,
+    }
+    path = args.out or Path("docs/model_listen_v2.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=2) + "\n")
+    print_listen_table(out)
+    print(f"wrote {path} ({out['wall_seconds']:.0f} s)")
+
+
+def _f(x, spec: str = ".2f") -> str:
+    return "-" if x is None else format(x, spec)
+
+
+def print_listen_table(out: dict) -> None:
+    g = out["grid"]
+    print(
+        f"grid {g['bpm']:.2f} bpm ({g['seed_image']}), tile {g['tile_beats']} beats, overlap "
+        f"{g['overlap_beats']}; chance on the eighth grid ±40 ms:"
+        f" {_f(out['streams'][0]['beat_lock']['chance'] if out['streams'] else None)}"
+    )
+    head = (
+        "prompt", "style", "kind", "onsets", "lock", "seam lock", "tempo", "flat", "flat/real",
+        "tonal", "tonal/real", "bands", "bands/real", "seam dB", "tile dB", "seam oct",
+        "tile oct",
+    )  # fmt: skip
+    print(" | ".join(head))
+    for r in out["streams"]:
+        lock, t, sm = r["beat_lock"], r["tonal"], r["seams"]
+        vs = r.get("tonal_vs_real_codec") or {}
+        row = (
+            r["prompt"][:44], r["style"], r["kind"], str(lock["onsets"]), _f(lock["on_grid"]),
+            _f(lock["on_grid_near_seams"]), _f(r["tempo_heard_bpm"], ".0f"),
+            _f(t["flatness"], ".4f"), _f(vs.get("flatness")), _f(t["tonal_share"]),
+            _f(vs.get("tonal_share")), _f(t["tonal_share_bands"]),
+            _f(vs.get("tonal_share_bands")), _f(sm["loudness_step_db_seams"]),
+            _f(sm["loudness_step_db_controls"]), _f(sm["centroid_step_oct_seams"]),
+            _f(sm["centroid_step_oct_controls"]),
+        )  # fmt: skip
+        print(" | ".join(row))
+    print("real clips (mean over clips): style | kind | flatness | tonal | tonal bands")
+    for style, ref in out["real_clips"].items():
+        for kind in ("raw", "codec", "autoencoder"):
+            v = ref[kind]
+            print(
+                f"{style} | {kind} | {v['flatness']:.4f} | {v['tonal_share']:.2f} |"
+                f" {v['tonal_share_bands']:.2f}"
+            )
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default=None, help="model folder (default: jam's embedded model)")
     p.add_argument("--corpus", type=Path, help="a `jam corpus` folder (not needed for --rtf-only)")
-    p.add_argument("--out", type=Path, default=Path("docs"))
+    p.add_argument(
+        "--out", type=Path, default=None,
+        help="folder of model_eval.json (default docs); with --listen, the JSON file"
+        " (default docs/model_listen_v2.json)",
+    )  # fmt: skip
     p.add_argument("--work", type=Path, default=Path("/tmp/jam_eval"))
     p.add_argument("--per-style", type=int, default=3, help="held-out prompts per style")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--ae-clips", type=int, default=600, help="clips for the autoencoder judge")
     p.add_argument("--rtf-only", action="store_true", help="measure only the speed")
+    p.add_argument("--listen", action="store_true", help="judge 30 s streams as a listener would")
+    p.add_argument("--prompts", nargs="+", help="--listen: these prompts instead of the styles'")
+    p.add_argument("--seconds", type=float, default=30.0, help="--listen: stream length")
+    p.add_argument(
+        "--heldout-per-style", type=int, default=1,
+        help="--listen: held-out corpus wordings per style prompt's style (0: none)",
+    )  # fmt: skip
+    p.add_argument("--real-clips", type=int, default=4, help="--listen: real clips per style")
+    p.add_argument("--audio-dir", type=Path, help="--listen: also write each stream as a WAV")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
+    if args.listen:
+        listen_main(args)
+        return
+    args.out = args.out or Path("docs")
     args.out.mkdir(parents=True, exist_ok=True)
     args.work.mkdir(parents=True, exist_ok=True)
     engine = load_engine(args.model, "cpu")

@@ -1,0 +1,247 @@
+"""Griffin-Lim warm start across tiles: two consecutive overlapping tiles, the second inverted
+from random phase (as every tile is today) or from the first tile's phase over their overlap.
+
+    OMP_NUM_THREADS=1 python benchmarks/bench_phase.py [--threads 1] [--out FILE.json]
+
+Tiles are placed as the stream places them (the second starts ``beats - overlap`` beats into
+the first, here 7 of 8) and joined with the stream's equal-power crossfade over the overlap.
+For each pair it prints the second tile's spectral convergence (dB, lower is better; over the
+whole tile and over the overlap frames), the correlation of the two tiles' waveforms over the
+overlap (0: unrelated; below 0 they partly cancel in the crossfade; 1: coherent), the
+crossfade's level against the beats around it (the stream's equal-power fade, and an
+equal-gain one, which suits coherent tiles), and the seam's loudness and centroid steps against the
+same steps within the tiles (``jam.train.listening.seam_steps``). Sources:
+
+- the embedded model's params: pairs of generated tiles (a tile and its stream successor,
+  ``next_request``, rendered by the embedded model), and real SoundFont renders and a seed loop
+  cut into two tiles and passed through the codec (8-bit mel image, mel pseudo-inverse);
+- Riffusion's params (``SpectrogramParams()``: 44.1 kHz, 17640-point FFT, 512 mels): the real
+  renders and the seed loop only (no Riffusion checkpoint here).
+
+Both inversions of the second tile start the frames outside the overlap from the same random
+phase, so the figures differ by the warm start alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from jam.model.engine import Engine, load_engine
+from jam.seeds.library import SeedLibrary
+from jam.sound.mixing import equal_power_weights
+from jam.sound.params import DEFAULT_MAX_VALUE, SpectrogramParams
+from jam.sound.phase import carried_phase, griffin_lim, spectral_convergence
+from jam.sound.spectrogram import converter, pixels_from_spectrogram, spectrogram_from_pixels
+from jam.stream.controls import next_request
+from jam.stream.producer import StreamSettings
+from jam.train import listening
+
+WIDTH = 512  # frames per tile, both param sets
+SEED = "four_on_floor"
+STREAM = StreamSettings()
+TILE_BEATS = SeedLibrary(SpectrogramParams(), 8).get(SEED).beats  # every built-in loop: 8
+OVERLAP_BEATS = STREAM.overlap_beats
+GENERATED = ("deep house with warm pads", "solo classical piano", "dark techno with acid bass")
+REAL = (("house", 3), ("classical piano", 5))  # composer style, seed
+
+
+def codec_linear(audio: torch.Tensor, params: SpectrogramParams, riffusion: bool) -> torch.Tensor:
+    """A tile's linear magnitude as inversion sees it: mel, 8-bit image, mel pseudo-inverse.
+    jam's tiles use one fixed max value; Riffusion's images their own peak (in the EXIF)."""
+    conv = converter(params)
+    mel = conv.spectrogram_from_audio(audio[None])
+    peak = float(mel.max()) if riffusion else DEFAULT_MAX_VALUE
+    px = pixels_from_spectrogram(mel, params.power_for_image, peak)
+    back = spectrogram_from_pixels(px, params.power_for_image, peak)
+    return conv.linear_from_mel(back)[0]
+
+
+@torch.inference_mode()
+def generated_pair(engine: Engine, prompt: str, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Linear magnitudes of a tile and its stream successor, from the model's float images."""
+    first = engine.request(prompt, seed=seed)
+    second = next_request(first, first.steps, STREAM.evolve)
+    mags = []
+    for request in (first, second):
+        latents = engine.denoise([request], output_type="latent")
+        images = engine.decode(latents)
+        pixels = images.to(torch.float32).movedim(1, -1) * 255
+        p = engine.params
+        mel = spectrogram_from_pixels(pixels, p.power_for_image, DEFAULT_MAX_VALUE, p.stereo)
+        mags.append(engine.converter.linear_from_mel(mel)[0, 0])
+    return mags[0], mags[1]
+
+
+def join(
+    a: torch.Tensor, b: torch.Tensor, slot: int, fade: int, linear: bool = False
+) -> torch.Tensor:
+    """``b`` placed ``slot`` samples after ``a``, crossfaded over ``fade`` as the timeline does
+    (equal power), or with an equal-gain (linear) fade, the law for coherent signals."""
+    pos = (torch.arange(fade) + 0.5) / fade
+    w_out, w_in = (1 - pos, pos) if linear else equal_power_weights(pos)
+    mixed = a[slot : slot + fade] * w_out + b[:fade] * w_in
+    return torch.cat([a[:slot], mixed, b[fade:]])
+
+
+def level_db(x: torch.Tensor) -> float:
+    return 10 * math.log10(float(x.double().square().mean()) + 1e-12)
+
+
+def pair_figures(
+    mag_a: torch.Tensor, mag_b: torch.Tensor, params: SpectrogramParams, seed: int
+) -> dict:
+    """Invert ``a``; invert ``b`` cold and warm; measure both joins."""
+    p = params
+    win = torch.hann_window(p.win_length)
+    args = (win, p.n_fft, p.hop_length, p.num_griffin_lim_iters, p.griffin_lim_momentum)
+    length = p.num_samples(WIDTH)
+    beat = length / TILE_BEATS
+    slot, fade = round((TILE_BEATS - OVERLAP_BEATS) * beat), round(OVERLAP_BEATS * beat)
+    fade_frames = fade // p.hop_length + 1
+
+    def gen(k: int) -> torch.Generator:
+        return torch.Generator().manual_seed(seed * 10 + k)
+
+    audio_a = griffin_lim(mag_a, *args, length=length, generator=gen(0))
+    init = carried_phase(audio_a, slot, mag_b.shape[-1], win, p.n_fft, p.hop_length, 0, fade_frames)
+    warm_frames = int((init.abs().sum(0) > 0).sum())
+    out: dict = {"warm_frames": warm_frames, "overlap_frames": fade_frames}
+    overlap = slice(0, warm_frames)
+    for name, phase in (("cold", None), ("warm", init)):
+        t0 = time.perf_counter()
+        audio_b = griffin_lim(mag_b, *args, init_phase=phase, length=length, generator=gen(1))
+        took = time.perf_counter() - t0
+        stream = join(audio_a, audio_b, slot, fade)
+        a_part, b_part = audio_a[slot : slot + fade], audio_b[:fade]
+        corr = float((a_part * b_part).sum() / (a_part.norm() * b_part.norm()).clamp(min=1e-12))
+        around = 0.5 * (
+            level_db(stream[slot - fade : slot]) + level_db(stream[slot + fade :][:fade])
+        )
+        linear = join(audio_a, audio_b, slot, fade, linear=True)[slot : slot + fade]
+        window = round(beat)
+        controls = listening.control_positions([slot], beat, fade, window, stream.numel())
+        steps = listening.seam_steps(stream, p.sample_rate, [slot], controls, window, gap=fade)
+        out[name] = {
+            "sc_db": spectral_convergence(mag_b, audio_b, win, p.n_fft, p.hop_length),
+            "sc_db_overlap": spectral_convergence(
+                mag_b, audio_b, win, p.n_fft, p.hop_length, frames=overlap
+            ),
+            "overlap_correlation": corr,
+            "fade_level_vs_around_db": level_db(stream[slot : slot + fade]) - around,
+            "linear_fade_level_vs_around_db": level_db(linear) - around,
+            "seam_loudness_step_db": steps["loudness_step_db_seams"],
+            "tile_loudness_step_db": steps["loudness_step_db_controls"],
+            "seam_centroid_step_oct": steps["centroid_step_oct_seams"],
+            "tile_centroid_step_oct": steps["centroid_step_oct_controls"],
+            "seconds": took,
+        }
+    out["sc_db_a"] = spectral_convergence(mag_a, audio_a, win, p.n_fft, p.hop_length)
+    return out
+
+
+def real_sources(params: SpectrogramParams) -> dict[str, torch.Tensor]:
+    """Continuous real audio long enough for two overlapping tiles."""
+    from jam.train.composer import compose
+    from jam.train.soundfont import render_events
+
+    need = params.num_samples(WIDTH) * 2
+    seconds = need / params.sample_rate + 0.2
+    out = {}
+    for style, seed in REAL:
+        clip = compose(style, seed, min_seconds=seconds)
+        audio = render_events(clip.events, seconds, params.sample_rate)
+        out[f"real {style}"] = torch.from_numpy(np.asarray(audio, dtype=np.float32)).view(-1)
+    loop = SeedLibrary(params, WIDTH).get(SEED).audio[0]
+    out[f"seed loop {SEED}"] = torch.cat([loop, loop])
+    return out
+
+
+def real_pair(audio: torch.Tensor, params: SpectrogramParams, riffusion: bool):
+    length = params.num_samples(WIDTH)
+    slot = round((TILE_BEATS - OVERLAP_BEATS) * length / TILE_BEATS)
+    a, b = audio[:length], audio[slot : slot + length]
+    return codec_linear(a, params, riffusion), codec_linear(b, params, riffusion)
+
+
+def show(case: str, fig: dict) -> None:
+    c, w = fig["cold"], fig["warm"]
+    print(
+        f"{case}: SC {c['sc_db']:.1f} -> {w['sc_db']:.1f} dB (overlap {c['sc_db_overlap']:.1f}"
+        f" -> {w['sc_db_overlap']:.1f}, {fig['warm_frames']} of {fig['overlap_frames']} frames"
+        f" warm); overlap correlation {c['overlap_correlation']:.2f} ->"
+        f" {w['overlap_correlation']:.2f}; crossfade level {c['fade_level_vs_around_db']:+.2f}"
+        f" -> {w['fade_level_vs_around_db']:+.2f} dB (linear fade"
+        f" {c['linear_fade_level_vs_around_db']:+.2f} ->"
+        f" {w['linear_fade_level_vs_around_db']:+.2f});"
+        f" seam loudness step"
+        f" {c['seam_loudness_step_db']:.2f} -> {w['seam_loudness_step_db']:.2f} dB (in tiles"
+        f" {c['tile_loudness_step_db']:.2f}); centroid {c['seam_centroid_step_oct']:.3f} ->"
+        f" {w['seam_centroid_step_oct']:.3f} oct (in tiles {c['tile_centroid_step_oct']:.3f});"
+        f" GL {c['seconds']:.2f} s",
+        flush=True,
+    )
+
+
+def summary(figs: dict[str, dict]) -> dict:
+    keys = (
+        "sc_db",
+        "sc_db_overlap",
+        "overlap_correlation",
+        "fade_level_vs_around_db",
+        "linear_fade_level_vs_around_db",
+    )
+    return {
+        side: {k: float(np.mean([f[side][k] for f in figs.values()])) for k in keys}
+        for side in ("cold", "warm")
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default=None, help="model folder (default: the embedded model)")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", type=Path, default=None, help="also write the figures as JSON")
+    ap.add_argument("--no-riffusion", action="store_true", help="skip Riffusion's params")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    t_start = time.perf_counter()
+    result: dict = {}
+
+    engine = load_engine(args.model, "cpu")
+    p = engine.params
+    print(f"embedded model's params: {p.n_fft}-point FFT, hop {p.hop_length}, {p.sample_rate} Hz")
+    figs: dict[str, dict] = {}
+    for i, prompt in enumerate(GENERATED):
+        figs[f"generated {prompt!r}"] = pair_figures(*generated_pair(engine, prompt, i), p, i)
+        show(f"generated {prompt!r}", figs[f"generated {prompt!r}"])
+    for i, (name, audio) in enumerate(real_sources(p).items()):
+        figs[name] = pair_figures(*real_pair(audio, p, riffusion=False), p, 10 + i)
+        show(name, figs[name])
+    result["embedded"] = {"params": p.to_dict(), "pairs": figs, "mean": summary(figs)}
+    print("embedded mean", json.dumps(result["embedded"]["mean"]))
+
+    if not args.no_riffusion:
+        rp = SpectrogramParams()
+        print(f"Riffusion's params: {rp.n_fft}-point FFT, hop {rp.hop_length}, {rp.sample_rate} Hz")
+        figs = {}
+        for i, (name, audio) in enumerate(real_sources(rp).items()):
+            figs[name] = pair_figures(*real_pair(audio, rp, riffusion=True), rp, 20 + i)
+            show(name, figs[name])
+        result["riffusion"] = {"params": rp.to_dict(), "pairs": figs, "mean": summary(figs)}
+        print("riffusion mean", json.dumps(result["riffusion"]["mean"]))
+    result["wall_seconds"] = time.perf_counter() - t_start
+    print(f"took {result['wall_seconds']:.0f} s")
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
