@@ -32,6 +32,7 @@ from jam.cluster.record import (
     parse_entry,
 )
 from jam.cluster.store import Store, StoreUnavailable
+from jam.cluster.tasks import stop, wait_event
 from jam.serve import protocol
 from jam.serve.admission import Admission
 from jam.serve.clock import StreamClock
@@ -234,8 +235,7 @@ class RemoteSession:
         ``presence_every``), and tell everyone the new total when it moved."""
         store, settings = self.edge.store, self.edge.settings
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._presence.wait(), settings.presence_every)
+            await wait_event(self._presence, settings.presence_every)
             self._presence.clear()
             here = len(self.listeners)
             try:
@@ -286,9 +286,7 @@ class EdgeHub:
     async def close(self) -> None:
         """Unsubscribe everything (listeners are closed by the server); records stay."""
         if self._loop is not None:
-            self._loop.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop
+            await stop([self._loop])
             self._loop = None
         for sid in list(self.sessions):
             await self._unsubscribe(sid)
@@ -398,11 +396,7 @@ class EdgeHub:
             session.end(protocol.CLOSE_SESSION_ENDED, "the edge lost the stream")
 
     async def _cancel(self, session: RemoteSession) -> None:
-        for task in session.tasks:
-            task.cancel()
-        for task in session.tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await stop(session.tasks)
 
     async def _unsubscribe(self, sid: str) -> None:
         session = self.sessions.pop(sid, None)

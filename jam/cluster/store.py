@@ -173,6 +173,14 @@ class Store:
         return last[0][0].decode() if last else "0-0"
 
     @_unavailable
+    async def audio_end(self, sid: str) -> int | None:
+        """Where the audio published so far ends (None: none in the newest entries)."""
+        for _, fields in await self.redis.xrevrange(self.keys.frames(sid), count=50):
+            if fields.get(b"k") == b"a":
+                return int(fields[b"pcm.e"])
+        return None
+
+    @_unavailable
     async def frames_age(self, sid: str) -> float | None:
         """Seconds since the newest frame was published (None: none yet)."""
         async with self.redis.pipeline(transaction=False) as pipe:

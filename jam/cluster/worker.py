@@ -38,6 +38,7 @@ from jam.cluster.record import (
     grid_fields,
 )
 from jam.cluster.store import Store, StoreUnavailable
+from jam.cluster.tasks import stop
 from jam.model.device_queue import MeteredRenderer
 from jam.model.types import Renderer
 from jam.serve import protocol
@@ -185,9 +186,7 @@ class Worker:
         """Stop rendering and hand every session back (its record stays: another worker, or
         this one restarted, continues it)."""
         if self._loop is not None:
-            self._loop.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop
+            await stop([self._loop])
             self._loop = None
         for sid in list(self.jobs):
             await self._stop(sid)
@@ -273,10 +272,11 @@ class Worker:
                 await self.store.end(sid, EndEntry(protocol.CLOSE_SESSION_ENDED, "nobody listened"))
                 log.info("session %s: abandoned; ended it", sid)
                 continue
-            self._continue(record, listeners)
+            self._continue(record, listeners, await self.store.audio_end(sid))
 
-    def _continue(self, record: SessionRecord, listeners: int) -> None:
-        """Render ``record``'s session from where it is."""
+    def _continue(self, record: SessionRecord, listeners: int, sent: int | None) -> None:
+        """Render ``record``'s session from where it is (its audio sent so far ends at
+        ``sent``: a first tile that starts before that replaces the rest, as a splice)."""
         sid = record.id
         state = SessionState(record.controls, seed=record.seed, steps=record.steps)
         metered = MeteredRenderer(self.renderer, self.context.sample_rate, self.clock.now)
@@ -288,6 +288,7 @@ class Worker:
             session.stream_clock.t0 = record.t0 - wall_offset(self.clock.now)
             grid = record.grid or Grid(0, self.context.sample_rate / 2)
             start_at = grid.next_beat
+            session.continue_after(sent)
         session.hear(listeners > 0)
         job = Job(sid, session, outlet, record.applied, listeners)
         self.jobs[sid] = job
@@ -384,14 +385,7 @@ class Worker:
         job = self.jobs.pop(sid, None)
         if job is None:
             return
-        current = asyncio.current_task()
-        for task in job.tasks:
-            if task is not current:
-                task.cancel()
-        for task in job.tasks:
-            if task is not current:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+        await stop(job.tasks)
         await self._flush(job)
 
     async def _end(self, sid: str, code: int, reason: str) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hmac
 import logging
 import secrets
@@ -97,6 +98,7 @@ class Session:
         )
         self.outlets: tuple[Outlet, ...] = (self.fanout, *outlets)
         self._t0: float | None = None  # the stream clock as the outlets last heard it
+        self._sent_before: int | None = None  # see continue_after
         self._last_health: float | None = None
         self._listening = asyncio.Event()  # set while anyone listens: the producer runs only then
         self._wake = asyncio.Event()  # a change, or its tile is ready: pull the producer now
@@ -173,6 +175,11 @@ class Session:
             listener.dropped,
             len(self.listeners),
         )
+
+    def continue_after(self, sent: int | None) -> None:
+        """This session continues a stream others sent up to sample ``sent``: a first chunk
+        before that goes out at once, as a splice replacing the rest of what was sent."""
+        self._sent_before = sent
 
     def hear(self, listening: bool) -> None:
         """Whether anyone listens (here, or on a cluster's edges): the producer runs only then."""
@@ -282,8 +289,12 @@ class Session:
                     # joins next starts a fresh clock at the live edge, as at creation
                     await self._listening.wait()
                     self.stream_clock.reset()
-                if item.offset >= self._published_end:  # re-sent audio goes out at once
-                    await self._wait_until_due(item)
+                if self._sent_before is not None:
+                    if item.offset < self._sent_before:
+                        item = dataclasses.replace(item, splice=True)
+                    self._sent_before = None
+                if item.offset >= self._published_end and not item.splice:
+                    await self._wait_until_due(item)  # (re-sent audio goes out at once)
                 if self.stream_clock.t0 != self._t0:
                     self._t0 = self.stream_clock.t0
                     for outlet in self.outlets:

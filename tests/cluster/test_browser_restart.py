@@ -3,6 +3,7 @@ restart the server under it and the page, on its own, reconnects to the same jam
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -46,7 +47,9 @@ async def test_the_page_rejoins_its_jam_by_itself_when_the_server_restarts(
                 await page.wait_for_function(
                     "() => window.jamStats.state === 'reconnecting'", timeout=10_000
                 )
-                servers.append(Jam(argv, tmp_path / "after.log").ready())
+                again = Jam(argv, tmp_path / "after.log")
+                servers.append(again)
+                await asyncio.to_thread(again.ready)  # the page keeps playing meanwhile
                 heard = await page.evaluate("() => window.jamStats.nonSilentFrames")
                 await page.wait_for_function(
                     f"() => window.jamStats.state === 'live'"
