@@ -86,6 +86,20 @@ HELDOUT_TEMPLATES = (
     "{inst} playing {style}, feeling {mood}",
     "something {mood} and {tempo} in the style of {style}, with {inst}",
 )
+
+
+def without_tempo(template: str) -> str:
+    """A template with its tempo words ({bpm} and {tempo}) taken out."""
+    t = re.sub(r",?\s*(?:at |around )?\{bpm\} (?:bpm|beats per minute)", "", template)
+    t = re.sub(r" and \{tempo\}|\{tempo\}\s*", "", t)
+    return t.strip(" ,")
+
+
+# Clips rendered at the corpus's one image tempo (their records carry "natural_bpm") get these:
+# every tile then plays at the same tempo and a stream's tempo is set at playback, so a tempo
+# in a caption would describe nothing in the image and only teach words to mean nothing.
+TRAIN_TEMPLATES_NO_TEMPO = tuple(dict.fromkeys(without_tempo(t) for t in TRAIN_TEMPLATES))
+HELDOUT_TEMPLATES_NO_TEMPO = tuple(without_tempo(t) for t in HELDOUT_TEMPLATES)
 # Style / instrument-family pairs never trained on: each style and each family still appears
 # in train with other partners, so these test composition rather than unseen words.
 HELDOUT_COMBOS = frozenset(
@@ -151,13 +165,19 @@ def _instrument_words(meta: dict) -> list[tuple[str, ...]]:
 
 def captions(meta: dict, rng: random.Random, n_train: int = 4, n_heldout: int = 1) -> list[dict]:
     """Varied free-form captions: `n_train` from train templates, `n_heldout` from held-out
-    ones; all are marked heldout_combo when the clip's style/instrument pair is held out."""
+    ones; all are marked heldout_combo when the clip's style/instrument pair is held out.
+
+    A clip at the image tempo (its meta has ``natural_bpm``) is captioned without tempo words:
+    its style, instruments, key, mood and density, as ever."""
     combo = is_heldout_combo(meta["style"], meta.get("families", ()))
     insts = _instrument_words(meta)
-    train = rng.sample(TRAIN_TEMPLATES, min(n_train, len(TRAIN_TEMPLATES)))
+    image = "natural_bpm" in meta
+    train_t = TRAIN_TEMPLATES_NO_TEMPO if image else TRAIN_TEMPLATES
+    held_t = HELDOUT_TEMPLATES_NO_TEMPO if image else HELDOUT_TEMPLATES
+    train = rng.sample(train_t, min(n_train, len(train_t)))
     if len(insts) < 2:
-        train = [t for t in train if "{inst2}" not in t] or [TRAIN_TEMPLATES[0]]
-    held = rng.sample(HELDOUT_TEMPLATES, min(n_heldout, len(HELDOUT_TEMPLATES)))
+        train = [t for t in train if "{inst2}" not in t] or [train_t[0]]
+    held = rng.sample(held_t, min(n_heldout, len(held_t)))
     out: list[dict] = []
     seen: set[str] = set()
     for templates, split in ((train, "train"), (held, "heldout_wording")):
@@ -173,8 +193,9 @@ def captions(meta: dict, rng: random.Random, n_train: int = 4, n_heldout: int = 
 def _fill(template: str, meta: dict, insts: list[tuple[str, ...]], rng: random.Random) -> str:
     style = meta["style"]
     lo, hi = STYLES[style].bpm if style in STYLES else FAMILIES[meta["family"]].bpm
-    frac = (meta["bpm"] - lo) / max(1, hi - lo)
-    tempo = TEMPO_WORDS[min(2, int(frac * 3))]
+    bpm = meta.get("natural_bpm", meta["bpm"])
+    frac = (bpm - lo) / max(1, hi - lo)
+    tempo = TEMPO_WORDS[max(0, min(2, int(frac * 3)))]
     moods = MODE_MOODS[meta["mode"]] + STYLE_MOODS.get(style, ())
     nouns = CLASSICAL_NOUNS if style in CLASSICAL else NOUNS
     style_phrase = rng.choice(_style_words(meta))

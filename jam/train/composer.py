@@ -357,6 +357,7 @@ class Clip:
     swing_unit: int = 16
     families: list[str] = field(default_factory=list)
     roles: dict[str, str] = field(default_factory=dict)
+    natural_bpm: float | None = None  # the style's own tempo when `bpm` is the image tempo
 
     @property
     def bar_seconds(self) -> float:
@@ -775,11 +776,19 @@ def _vary(motif: list[tuple[int, int, int]], rng: random.Random) -> list[tuple[i
 
 
 def compose(style: str, rng: random.Random | int, bars: int | None = None,
-            min_seconds: float | None = None) -> Clip:  # fmt: skip
-    """Compose a loop of a style; `bars` or enough whole bars to last `min_seconds`."""
+            min_seconds: float | None = None, play_bpm: float | None = None) -> Clip:  # fmt: skip
+    """Compose a loop of a style; `bars` or enough whole bars to last `min_seconds`.
+
+    The style's tempo is drawn from its range either way (the same draws, so captions and
+    parameters come from the same random stream). With `play_bpm` the notes are written at
+    that tempo instead (the corpus's one image tempo, :mod:`jam.train.corpus`): the clip's
+    ``bpm`` is then `play_bpm` and the drawn tempo is kept as ``natural_bpm``, the tempo to
+    play it back at. Without it, the clip plays at the drawn tempo (``natural_bpm`` is None).
+    """
     rng = rng if isinstance(rng, random.Random) else random.Random(rng)
     spec = STYLES[style]
-    bpm = float(rng.randint(*spec.bpm))
+    natural = float(rng.randint(*spec.bpm))
+    bpm = natural if play_bpm is None else float(play_bpm)
     mode = "major" if rng.random() < spec.major_weight else "minor"
     key_pc = rng.randrange(12)
     density = rng.choices((0, 1, 2), weights=(1, 2, 1.5))[0]
@@ -831,6 +840,7 @@ def compose(style: str, rng: random.Random | int, bars: int | None = None,
         swing_unit=spec.swing_unit,
         families=families,
         roles=roles,
+        natural_bpm=None if play_bpm is None else natural,
     )
 
 

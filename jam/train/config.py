@@ -32,6 +32,25 @@ JAM_PARAMS = SpectrogramParams(
 """jam's own spectrogram: 128 mel rows 0-10 kHz, 10 ms hop, a 1014-point FFT (Griffin-Lim on
 a 512-frame tile takes ~0.3 s here, against ~4 s at Riffusion's 17640-point FFT)."""
 
+TILE_WIDTH = 512
+TILE_BEATS = 8
+"""A training tile is :data:`TILE_WIDTH` frames holding exactly :data:`TILE_BEATS` beats (two bars
+of 4/4) from its downbeat at column 0: every tile at one *image tempo* (:func:`image_bpm`), the
+tempo of the seed loops too; a stream's real tempo is a time stretch at playback
+(:mod:`jam.sound.tempo`)."""
+
+
+def image_bpm(
+    params: SpectrogramParams = JAM_PARAMS, width: int = TILE_WIDTH, beats: int = TILE_BEATS
+) -> float:
+    """The tempo at which ``beats`` beats fill a ``width``-frame tile exactly: 94.147 bpm for
+    :data:`JAM_PARAMS` (a tile spans 511 hops of 220 samples at 22050 Hz, 5.098 s). The same
+    formula as the seed loops' (:func:`jam.seeds.synth.bpm_for`), so the two always agree."""
+    from jam.seeds.synth import bpm_for
+
+    return bpm_for(beats, params.sample_rate, params.num_samples(width))
+
+
 VAE_CONFIG = dict(
     in_channels=3,
     out_channels=3,
