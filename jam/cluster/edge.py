@@ -317,6 +317,8 @@ class EdgeHub:
         try:
             await self.store.create(record)
             session = await self._subscribe(record, token)
+            await self.store.set_listeners(record.id, self.name, 1)  # its creator, joining now
+            await self.store.announce(record.id)
         except StoreUnavailable:
             raise protocol.ProtocolError("unavailable", UNAVAILABLE) from None
         self.owners[record.id] = client

@@ -1,15 +1,16 @@
 """What a cluster keeps in Redis, and in which shape (pure: no I/O).
 
-Per session ``S`` (every key under one prefix, ``jam:`` by default):
+Per session ``S`` (every key under one prefix, ``jam:`` by default; ``S`` in braces, a Redis
+Cluster hash tag):
 
-- ``jam:s:S`` — the record (a hash): the controls, the control token's SHA-256, the noise seed
+- ``jam:s:{S}`` — the record (a hash): the controls, the control token's SHA-256, the noise seed
   at the live edge, the stream clock (the wall time stream sample 0 plays), the beat grid, the
   last control applied, created/updated times;
-- ``jam:f:S`` — the frames (a stream capped at a few tens of seconds): audio encoded once per
+- ``jam:f:{S}`` — the frames (a stream capped at a few tens of seconds): audio encoded once per
   codec, tile images, JSON messages, clock moves, and the end;
-- ``jam:c:S`` — the controls sent from any edge, in order, for the session's worker;
-- ``jam:lease:S`` — the worker that owns the session, while it renews it (``SET NX PX``);
-- ``jam:n:S`` — listeners per edge (a hash), each count valid until its edge's deadline;
+- ``jam:c:{S}`` — the controls sent from any edge, in order, for the session's worker;
+- ``jam:lease:{S}`` — the worker that owns the session, while it renews it (``SET NX PX``);
+- ``jam:n:{S}`` — listeners per edge (a hash), each count valid until its edge's deadline;
 
 and ``jam:sessions``, the set of live session ids workers look through.
 """
@@ -57,20 +58,23 @@ class Keys:
     def sessions(self) -> str:
         return f"{self.prefix}sessions"
 
+    # A session's keys name it in braces: Redis Cluster hashes only that part, so all of them
+    # live on one shard and a MULTI over them stays on one node.
+
     def record(self, sid: str) -> str:
-        return f"{self.prefix}s:{sid}"
+        return f"{self.prefix}s:{{{sid}}}"
 
     def frames(self, sid: str) -> str:
-        return f"{self.prefix}f:{sid}"
+        return f"{self.prefix}f:{{{sid}}}"
 
     def controls(self, sid: str) -> str:
-        return f"{self.prefix}c:{sid}"
+        return f"{self.prefix}c:{{{sid}}}"
 
     def lease(self, sid: str) -> str:
-        return f"{self.prefix}lease:{sid}"
+        return f"{self.prefix}lease:{{{sid}}}"
 
     def listeners(self, sid: str) -> str:
-        return f"{self.prefix}n:{sid}"
+        return f"{self.prefix}n:{{{sid}}}"
 
     def all_of(self, sid: str) -> tuple[str, ...]:
         return (

@@ -7,6 +7,7 @@ out is one exception, :class:`StoreUnavailable`, that callers turn into a notice
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import time
@@ -101,6 +102,18 @@ class Store:
             pipe.pexpire(k.record(record.id), self.record_ttl_ms)
             pipe.sadd(k.sessions, record.id)
             await pipe.execute()
+
+    @property
+    def channel(self) -> str:
+        """Where a new session is announced (pub/sub), so a worker claims it at once."""
+        return f"{self.keys.prefix}new"
+
+    @_unavailable
+    async def announce(self, sid: str) -> None:
+        await self.redis.publish(self.channel, sid)
+
+    def news(self) -> News:
+        return News(self)
 
     @_unavailable
     async def load(self, sid: str) -> SessionRecord | None:
@@ -275,3 +288,28 @@ class Store:
             if int(deadline) > now:
                 total += int(count)
         return total
+
+
+class News:
+    """Announcements of new sessions, waited for with a timeout (a worker's lease rounds)."""
+
+    def __init__(self, store: Store) -> None:
+        self.pubsub = store.redis.pubsub()
+        self.channel = store.channel
+        self.subscribed = False
+
+    async def wait(self, timeout: float) -> bool:
+        """Until an announcement or ``timeout``; False when Redis is away (wait elsewhere)."""
+        try:
+            if not self.subscribed:
+                await self.pubsub.subscribe(self.channel)
+                self.subscribed = True
+            await self.pubsub.get_message(ignore_subscribe_messages=True, timeout=timeout)
+            return True
+        except (redis_errors.ConnectionError, redis_errors.TimeoutError):
+            self.subscribed = False
+            return False
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.pubsub.aclose()

@@ -173,6 +173,7 @@ class Worker:
         self.name = name or f"worker-{secrets.token_hex(4)}"
         self.jobs: dict[str, Job] = {}
         self.claimed = 0
+        self._seen_free: dict[str, float] = {}  # session -> when first seen needing a worker
         self._loop: asyncio.Task[None] | None = None
         self._away = False  # Redis was unreachable at the last try
 
@@ -194,19 +195,25 @@ class Worker:
                 await self.store.release(sid, self.name)
 
     async def _run(self) -> None:
-        while True:
-            try:
-                await self.step()
-                if self._away:
-                    log.info("%s: Redis is back", self.name)
-                self._away = False
-            except StoreUnavailable as e:
-                if not self._away:
-                    log.warning("%s: %s; retrying", self.name, e)
-                self._away = True
-            except Exception:  # one bad record must not stop the worker
-                log.exception("%s: lease round failed", self.name)
-            await self.clock.sleep(self.settings.renew_every)
+        """A lease round every ``renew_every``, and at once when a session is announced."""
+        news = self.store.news()
+        try:
+            while True:
+                try:
+                    await self.step()
+                    if self._away:
+                        log.info("%s: Redis is back", self.name)
+                    self._away = False
+                except StoreUnavailable as e:
+                    if not self._away:
+                        log.warning("%s: %s; retrying", self.name, e)
+                    self._away = True
+                except Exception:  # one bad record must not stop the worker
+                    log.exception("%s: lease round failed", self.name)
+                if not await news.wait(self.settings.renew_every):
+                    await self.clock.sleep(self.settings.renew_every)
+        finally:
+            await news.close()
 
     async def step(self) -> None:
         """One round: renew what is ours, count its listeners, end what nobody hears, claim
@@ -236,12 +243,15 @@ class Worker:
     # -- claiming ------------------------------------------------------------------------------
 
     def _fits(self) -> bool:
+        """Whether one more session fits, by the hub's rule: sessions nobody hears (they
+        render nothing) count toward ``capacity`` but not toward the device's load."""
         live = [j for j in self.jobs.values() if not j.ended.is_set()]
-        speeds = [f for j in live if (f := j.session.meter.factor) is not None]
+        generating = [j for j in live if j.listeners]
+        speeds = [f for j in generating if (f := j.session.meter.factor) is not None]
         try:
             self.admission.check(
                 live=len(live),
-                generating=len(live),
+                generating=len(generating),
                 client_live=0,
                 speed=min(speeds) if speeds else None,
                 measured=len(speeds),
@@ -251,17 +261,28 @@ class Worker:
         return True
 
     async def _claim_some(self) -> None:
+        """Claim sessions that need a worker. New ones one a round, so they spread over the
+        workers polling (one that already renders some waits a round longer, so an idle one
+        gets there first); those whose worker died at once, as many as fit."""
+        now = self.clock.now()
+        busy = any(j.listeners for j in self.jobs.values())
+        wait = self.settings.renew_every if busy else 0.0
+        unowned = set()
         for sid in await self.store.sessions():
             if sid in self.jobs or not self._fits():
                 continue
             if await self.store.owner(sid) is not None:
                 continue
+            unowned.add(sid)
             age = await self.store.frames_age(sid)
             if age is not None and age < 2 * self.settings.renew_every:
                 continue  # its owner is publishing (it takes its lease back in a moment)
             listeners = await self.store.listeners(sid)
             if not listeners and (age is None or age < self.settings.abandon_seconds):
                 continue  # nobody listens now: claim it if they come back
+            new = age is None
+            if new and now - self._seen_free.setdefault(sid, now) < wait:
+                continue
             if not await self.store.claim(sid, self.name):
                 continue
             record = await self.store.load(sid)
@@ -273,6 +294,9 @@ class Worker:
                 log.info("session %s: abandoned; ended it", sid)
                 continue
             self._continue(record, listeners, await self.store.audio_end(sid))
+            if new:
+                break
+        self._seen_free = {sid: t for sid, t in self._seen_free.items() if sid in unowned}
 
     def _continue(self, record: SessionRecord, listeners: int, sent: int | None) -> None:
         """Render ``record``'s session from where it is (its audio sent so far ends at
