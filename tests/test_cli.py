@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 from pydub import AudioSegment
 
+from tests.cluster.redis_server import free_port
+
 
 def jam(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
@@ -107,3 +109,13 @@ def test_render_reports_bad_input_clearly(tiny_model_dir, tmp_path, monkeypatch,
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_an_edge_without_redis_and_a_worker_whose_redis_is_down_say_so(tiny_model_dir):
+    edge = jam("serve", "--no-generate", "--port", "0")
+    assert edge.returncode == 2
+    assert "--no-generate needs --redis" in edge.stderr
+    url = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    worker = jam("worker", "--redis", url, "--model", str(tiny_model_dir))
+    assert worker.returncode == 2
+    assert f"cannot use Redis at {url}" in worker.stderr

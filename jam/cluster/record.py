@@ -31,8 +31,10 @@ class ClusterSettings:
     """Leases, presence and the size of what Redis holds per session."""
 
     prefix: str = "jam:"
-    lease_ms: int = 2000  # a worker that stops renewing loses its sessions after this long
-    renew_every: float = 0.5  # seconds between a worker's lease renewals (and claims)
+    # a worker that stops renewing loses its sessions after this long: most of the silence a
+    # dead worker's listeners hear; three renewals a lease ride out a busy moment
+    lease_ms: int = 1500
+    renew_every: float = 0.4  # seconds between a worker's lease renewals (and claims)
     presence_ms: int = 3000  # an edge's listener count lapses this long after its last renewal
     presence_every: float = 1.0  # seconds between an edge's renewals of its counts
     frames_seconds: float = 30.0  # audio a session's frame stream keeps

@@ -54,6 +54,19 @@ def start(
     return jam
 
 
+def cluster(
+    jams: list[Jam], tmp: Path, model: Path, url: str, edges: int, workers: int
+) -> tuple[list[Jam], list[Jam]]:
+    """``edges`` edges (``--no-generate``) and ``workers`` workers on ``url``, all ready."""
+    started = (
+        [start(jams, tmp, model, "serve", url, "--no-generate") for _ in range(edges)],
+        [start(jams, tmp, model, "worker", url) for _ in range(workers)],
+    )
+    for jam in started[0] + started[1]:
+        jam.ready()
+    return started
+
+
 def heard(client: Client) -> Playout:
     playout = Playout(RATE)
     for t, frame, _ in client.audio:
@@ -80,11 +93,7 @@ async def test_killing_the_worker_of_a_session_leaves_under_3s_of_silence_and_lo
     fresh_redis, jams, tmp_path, tiny_model_dir
 ) -> None:
     url = fresh_redis.url
-    edge_a = start(jams, tmp_path, tiny_model_dir, "serve", url, "--no-generate")
-    edge_b = start(jams, tmp_path, tiny_model_dir, "serve", url, "--no-generate")
-    workers = [start(jams, tmp_path, tiny_model_dir, "worker", url) for _ in range(2)]
-    for jam in (edge_a, edge_b, *workers):
-        jam.ready()
+    (edge_a, edge_b), workers = cluster(jams, tmp_path, tiny_model_dir, url, 2, 2)
     owner = await Client.connect(edge_a.port, {"type": "create", "prompt": "lofi piano"})
     sid = (await owner.welcome())["session"]
     guest = await Client.connect(edge_b.port, {"type": "join", "session": sid})
@@ -132,11 +141,7 @@ async def test_killing_an_edge_its_listeners_rejoin_the_same_session_elsewhere_w
     fresh_redis, jams, tmp_path, tiny_model_dir
 ) -> None:
     url = fresh_redis.url
-    edge_a = start(jams, tmp_path, tiny_model_dir, "serve", url, "--no-generate")
-    edge_b = start(jams, tmp_path, tiny_model_dir, "serve", url, "--no-generate")
-    worker = start(jams, tmp_path, tiny_model_dir, "worker", url)
-    for jam in (edge_a, edge_b, worker):
-        jam.ready()
+    (edge_a, edge_b), (worker,) = cluster(jams, tmp_path, tiny_model_dir, url, 2, 1)
     owner = await Client.connect(edge_a.port, {"type": "create", "prompt": "lofi piano"})
     welcome = await owner.welcome()
     sid, token = welcome["session"], welcome["token"]
@@ -189,11 +194,7 @@ async def test_restarting_an_all_in_one_server_resumes_its_share_links(
 async def test_redis_stopped_for_seconds_no_process_dies_listeners_are_told_and_it_resumes(
     fresh_redis, jams, tmp_path, tiny_model_dir
 ) -> None:
-    url = fresh_redis.url
-    edge = start(jams, tmp_path, tiny_model_dir, "serve", url, "--no-generate")
-    worker = start(jams, tmp_path, tiny_model_dir, "worker", url)
-    edge.ready()
-    worker.ready()
+    (edge,), (worker,) = cluster(jams, tmp_path, tiny_model_dir, fresh_redis.url, 1, 1)
     owner = await Client.connect(edge.port, {"type": "create", "prompt": "lofi piano"})
     await owner.welcome()
     await seconds_of_audio(owner, 3)
