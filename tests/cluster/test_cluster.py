@@ -3,6 +3,7 @@ the wiring of sessions through Redis (join anywhere, steer anywhere, counts, fai
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import json
@@ -178,3 +179,29 @@ async def test_a_worker_that_stops_renewing_is_replaced_on_the_same_beat_grid(
             "the new state",
         )
         await owner.close()
+
+
+async def test_a_session_nobody_hears_anywhere_stops_rendering_then_ends_everywhere(
+    seeds, redis_server
+) -> None:
+    async with cluster(seeds, redis_server) as c:
+        a, b = await c.edge("edge-a"), await c.edge("edge-b")
+        worker = await c.worker("worker-1")
+        renderer = c.app.renderer
+        assert isinstance(renderer, StandinRenderer)
+        owner = await Client.connect(a.port, {"type": "create", "prompt": "lofi piano"})
+        sid = (await owner.welcome())["session"]
+        guest = await Client.connect(b.port, {"type": "join", "session": sid})
+        await audio_after(guest, 4)
+        await owner.close()
+        await audio_after(guest, 2)  # one listener left, on the other edge: it plays on
+        await guest.close()
+        await eventually(lambda: not worker.jobs[sid].listeners, 5, "the worker to see nobody")
+        await asyncio.sleep(1.0)  # what was asked for before is finished
+        calls = renderer.calls
+        await asyncio.sleep(2.0)
+        assert renderer.calls == calls, "nobody listens anywhere: nothing is rendered"
+        await eventually(lambda: sid not in worker.jobs, 10, "the idle session to end")
+        late = await Client.connect(a.port, {"type": "join", "session": sid})
+        await late.error("unknown_session")
+        await late.close()
