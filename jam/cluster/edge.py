@@ -70,8 +70,8 @@ class RemoteSession:
         self.id = record.id
         self.record = record
         self.context = edge.context
-        self.state = SessionState(record.controls, seed=record.seed, steps=record.steps)
-        self.snapshot = self.state.snapshot()
+        state = SessionState(record.controls, seed=record.seed, steps=record.steps)
+        self.snapshot = state.snapshot()  # updated by every `state` message the worker sends
         self.token = token  # known here only on the edge that created the session
         self.clock = StreamClock(self.context.sample_rate, 0.0, 0.0)
         self._set_t0(record.t0)
@@ -120,7 +120,7 @@ class RemoteSession:
                 self.id,
                 li,
                 self.playhead(),
-                max(self.total, 0) + 1,
+                self.total + 1,  # (this one is counted at its edge's next renewal)
                 self.snapshot,
                 token,
             ),
@@ -243,7 +243,7 @@ class RemoteSession:
                 if here != self._counted or total != self.total:
                     self.total = total
                     message = protocol.encode_message("listeners", count=total)
-                    await store.publish(self.id, [TextEntry(message)], 1000)
+                    await store.publish(self.id, [TextEntry(message)])  # the worker trims
                 self._counted = here
             except StoreUnavailable:
                 await self.edge.clock.sleep(0.5)

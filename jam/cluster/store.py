@@ -157,11 +157,13 @@ class Store:
     # -- frames --------------------------------------------------------------------------------
 
     @_unavailable
-    async def publish(self, sid: str, entries: list[Entry], maxlen: int) -> None:
+    async def publish(self, sid: str, entries: list[Entry], maxlen: int | None = None) -> None:
+        """Append to a session's frames; ``maxlen``: trim to about that many entries (the
+        worker's job; an edge's occasional message leaves the length to it)."""
         key = self.keys.frames(sid)
         async with self.redis.pipeline(transaction=False) as pipe:
             for entry in entries:
-                pipe.xadd(key, entry_fields(entry), maxlen=maxlen, approximate=True)
+                pipe.xadd(key, entry_fields(entry), maxlen=maxlen, approximate=maxlen is not None)
             pipe.pexpire(key, self.record_ttl_ms)
             await pipe.execute()
 
@@ -244,6 +246,15 @@ class Store:
     @_unavailable
     async def release(self, sid: str, worker: str) -> None:
         await self._release(keys=[self.keys.lease(sid)], args=[worker])
+
+    @_unavailable
+    async def unowned(self) -> list[str]:
+        """The live sessions no worker holds a lease on (two round trips, however many)."""
+        sids = await self.sessions()
+        if not sids:
+            return []
+        owners = await self.redis.mget([self.keys.lease(sid) for sid in sids])
+        return [sid for sid, owner in zip(sids, owners, strict=True) if owner is None]
 
     @_unavailable
     async def owner(self, sid: str) -> str | None:

@@ -192,10 +192,8 @@ class Worker:
         busy = any(j.listeners for j in self.jobs.values())
         wait = self.settings.renew_every if busy else 0.0
         unowned = set()
-        for sid in await self.store.sessions():
+        for sid in await self.store.unowned():
             if sid in self.jobs or not self._fits():
-                continue
-            if await self.store.owner(sid) is not None:
                 continue
             unowned.add(sid)
             age = await self.store.frames_age(sid)

@@ -158,14 +158,12 @@ async def test_a_worker_that_stops_renewing_is_replaced_on_the_same_beat_grid(
         for task in first.jobs[sid].tasks:
             task.cancel()
         await eventually(lambda: sid in second.jobs, 5, "worker-2 to claim the session")
-        heard = len(owner.audio)
 
         def resumed() -> int | None:  # where worker-2's audio starts: the offsets jump there
             offsets = [(f.offset, f.offset + f.frames) for _, f, _ in owner.audio]
             return next((o for (_, end), (o, _) in itertools.pairwise(offsets) if o != end), None)
 
         start = await owner.until(resumed, 10, "worker-2's audio")
-        assert len(owner.audio) > heard or start is not None
         tile = [i for i in owner.images if i.offset < start][-1]  # worker-1's last tile
         beat = tile.meta["samples"] / tile.meta["beats"]
         # the continuation starts on a beat of the first worker's grid

@@ -95,3 +95,13 @@ async def test_a_stopped_redis_is_unavailable_and_a_restarted_one_is_used_again(
     finally:
         redis_server.start()
     assert await store.load("kept") == record("kept")  # it kept its data (append-only file)
+
+
+async def test_the_sessions_a_worker_may_claim_are_those_nobody_holds(store) -> None:
+    await store.create(record("a"))
+    await store.create(record("b"))
+    assert await store.unowned() == ["a", "b"]
+    assert await store.claim("a", "w1")
+    assert await store.unowned() == ["b"]
+    await asyncio.sleep(0.4)  # w1's lease lapsed
+    assert await store.unowned() == ["a", "b"]
