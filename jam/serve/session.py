@@ -83,6 +83,7 @@ class Session:
         self._published_end = 0
         self.codecs: tuple[str, ...] = ("pcm",)
         self._opus: OpusEncoder | None = None
+        self._opus_fed = 0  # the stream sample after the last audio the encoder was given
         if context.opus_bitrate:
             self._opus = self._opus_from(0)
             self.codecs = ("opus", "pcm")
@@ -342,12 +343,17 @@ class Session:
         if chunk.splice:
             meta["splice"] = chunk.offset
             self.splices += 1
-            if self._opus is not None:
-                step = self._opus.packet_samples
-                held = -(-self.recording.start // step) * step  # the first packet still held
-                start = max(held, (chunk.offset // step - PRE_ROLL_PACKETS) * step)
-                self._opus = self._opus_from(start)
-                audio = np.concatenate([self.recording.span(start, chunk.offset), audio], axis=-1)
+        if self._opus is not None and (chunk.splice or chunk.offset != self._opus_fed):
+            # A splice, or a stream that does not start at 0 (continued from another worker's):
+            # restart the encoder a few packets earlier, on a packet boundary, with what is held
+            # there (silence where nothing is), so its packets carry this stream's offsets.
+            step = self._opus.packet_samples
+            held = -(-self.recording.start // step) * step  # the first packet still held
+            start = max(held, (chunk.offset // step - PRE_ROLL_PACKETS) * step)
+            start = min(start, chunk.offset // step * step)
+            self._opus = self._opus_from(start)
+            audio = np.concatenate([self.recording.span(start, chunk.offset), audio], axis=-1)
+        self._opus_fed = chunk.offset + frames
         encoded = {
             "pcm": Outgoing(
                 protocol.encode_audio_frame(

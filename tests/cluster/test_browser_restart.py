@@ -51,11 +51,20 @@ async def test_the_page_rejoins_its_jam_by_itself_when_the_server_restarts(
                 servers.append(again)
                 await asyncio.to_thread(again.ready)  # the page keeps playing meanwhile
                 heard = await page.evaluate("() => window.jamStats.nonSilentFrames")
-                await page.wait_for_function(
-                    f"() => window.jamStats.state === 'live'"
-                    f" && window.jamStats.nonSilentFrames > {heard} + 16000",
-                    timeout=30_000,
-                )
+                try:
+                    await page.wait_for_function(
+                        f"() => window.jamStats.state === 'live'"
+                        f" && window.jamStats.nonSilentFrames > {heard} + 16000",
+                        timeout=30_000,
+                    )
+                except Exception as e:  # say what the page and the server saw
+                    stats = await page.evaluate(
+                        "() => ({...jamStats, session_state: null, heard: null})"
+                    )
+                    raise AssertionError(
+                        f"not playing again: {stats} (heard {heard} at the restart)\n"
+                        f"{again.output()}"
+                    ) from e
                 stats = await page.evaluate("() => window.jamStats")
                 await page.screenshot(path=str(tmp_path / "rejoined.png"))
                 assert stats["session"] == session

@@ -151,3 +151,65 @@ async def test_change_rate_limit_opens_again_after_its_window_on_the_sessions_cl
     await clock.advance(protocol.PROMPT_WINDOW_SECONDS)
     s.apply(protocol.SetPrompt("allowed again"))
     assert s.state.controls.prompt == "allowed again"
+
+
+class Sent:
+    """An outlet that keeps the Opus frames a session sends (as a Redis outlet would)."""
+
+    def __init__(self) -> None:
+        self.opus: list[protocol.OpusFrame] = []
+
+    def audio(self, encoded, audio, splice) -> None:
+        frame = protocol.decode_frame(bytes(encoded["opus"].data))
+        assert isinstance(frame, protocol.OpusFrame)
+        self.opus.append(frame)
+
+    def image(self, item) -> None:
+        pass
+
+    def text(self, message, *, controllers=False, to=None) -> None:
+        pass
+
+    def clock(self, t0) -> None:
+        pass
+
+
+async def test_opus_packets_of_a_continued_stream_carry_its_offsets_not_ones_from_zero():
+    """A worker that continues another's stream starts at a beat far from sample 0, with no
+    splice: its Opus packets must still say where they play (else a page drops them all)."""
+    pytest.importorskip("av")
+    from jam.sound.opus import CODEC_RATE, PRE_ROLL_PACKETS, decode
+
+    clock, sent = FakeClock(), Sent()
+    context = SessionContext(
+        SETTINGS, clock, RATE, 1, seed_names=("four_on_floor",), opus_bitrate=32_000
+    )
+    controls = Controls.start("lofi", ModelDefaults(), "four_on_floor", 94.0)
+    state = SessionState(controls, seed=0, steps=10)
+    s = Session(context, state, RealTimeMeter(), session_id="continued", outlets=(sent,))
+    start = 123_457  # the next beat of the grid it inherits: not on a packet boundary
+    t = np.arange(8 * CHUNK) / RATE
+    tone = (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None]
+
+    async def continued() -> AsyncIterator[Chunk | TileImage]:
+        for i in range(8):
+            audio = tone[:, i * CHUNK : (i + 1) * CHUNK]
+            yield Chunk(i, start + i * CHUNK, RATE, audio, {"tile": 0})
+
+    s.hear(True)
+    task = asyncio.create_task(s.run(continued()))
+    try:
+        await clock.advance(5.0)
+    finally:
+        task.cancel()
+    step = RATE // 50
+    first = sent.opus[0].offset
+    assert start - (PRE_ROLL_PACKETS + 1) * step < first <= start
+    assert [f.offset for f in sent.opus[1:]] == [
+        f.offset + len(f.packets) * step for f in sent.opus[:-1]
+    ], "one run of packets, back to back"
+    audio = decode([p for f in sent.opus for p in f.packets], 1)[0]
+    at = round((start - first) * CODEC_RATE / RATE)  # where the tone starts in what was decoded
+    pad = CODEC_RATE // 100
+    before, after = audio[: at - pad], audio[at + pad : at + CODEC_RATE]
+    assert np.sqrt(np.mean(before**2)) < 0.02 and np.sqrt(np.mean(after**2)) > 0.25
