@@ -56,12 +56,14 @@ VAE_CONFIG = dict(
     out_channels=3,
     down_block_types=("DownEncoderBlock2D",) * 4,
     up_block_types=("UpDecoderBlock2D",) * 4,
-    block_out_channels=(16, 32, 64, 64),
+    block_out_channels=(16, 48, 96, 128),
     layers_per_block=1,
-    latent_channels=4,
+    latent_channels=8,
     norm_num_groups=16,
     sample_size=128,
 )
+"""v3's autoencoder: 8x down as before, but 8 latent channels (v2: 4) and wider lower blocks
+(v2: 16, 32, 64, 64), so a 16-row latent can still say where each harmonic line lies."""
 
 UNET_CONFIG = dict(
     in_channels=4,
@@ -96,7 +98,13 @@ class TrainConfig:
     seed: int = 0
     train_vae: bool = True
     decoder_only: bool = False
-    sharpness: float = 0.0  # weight of an L1 loss on mel- and time-differences (harmonic lines)
+    # what keeps harmonic lines sharp (jam.train.losses); 0 switches a term off
+    sharpness: float = 1.0  # L1 on mel- and time-differences
+    spectral: float = 0.5  # multi-resolution spectra along both image axes
+    adversarial: float = 0.5  # the patch discriminator's loss (adaptive weight, as VQGAN's)
+    adversarial_start: int = 400  # autoencoder step from which the discriminator takes part
+    vae_channels: tuple[int, ...] = tuple(VAE_CONFIG["block_out_channels"])
+    latent_channels: int = int(VAE_CONFIG["latent_channels"])
     unet_minutes: float = 0.0  # > 0: set unet_steps from the measured speed to fit this budget
     unet_channels: tuple[int, ...] = (48, 96, 192)
 
@@ -111,21 +119,32 @@ class Defaults:
     guidance: float = 7.0
 
 
-def new_vae():
+def new_vae(channels: tuple[int, ...] | None = None, latent_channels: int | None = None):
     """A fresh autoencoder of :data:`VAE_CONFIG` (diffusers is imported only when one is built)."""
     from diffusers import AutoencoderKL
 
-    return AutoencoderKL(**VAE_CONFIG)
+    config = dict(VAE_CONFIG)
+    if channels is not None:
+        config["block_out_channels"] = tuple(channels)
+    if latent_channels is not None:
+        config["latent_channels"] = latent_channels
+    return AutoencoderKL(**config)
 
 
 def new_unet(
-    cross_attention_dim: int, latent_hw: tuple[int, int], channels: tuple[int, ...] | None = None
+    cross_attention_dim: int,
+    latent_hw: tuple[int, int],
+    channels: tuple[int, ...] | None = None,
+    latent_channels: int = 4,
 ):
     """A fresh UNet of :data:`UNET_CONFIG`, sized to the text encoder and the latent tile."""
     from diffusers import UNet2DConditionModel
 
     config = dict(
-        UNET_CONFIG, block_out_channels=tuple(channels or UNET_CONFIG["block_out_channels"])
+        UNET_CONFIG,
+        block_out_channels=tuple(channels or UNET_CONFIG["block_out_channels"]),
+        in_channels=latent_channels,
+        out_channels=latent_channels,
     )
     return UNet2DConditionModel(
         sample_size=latent_hw, cross_attention_dim=cross_attention_dim, **config

@@ -23,6 +23,13 @@ import torch.nn.functional as F
 
 from jam.train.config import BETAS, TrainConfig
 from jam.train.dataset import TileSet, atomic_save
+from jam.train.losses import (
+    PatchDiscriminator,
+    difference_l1,
+    hinge_discriminator,
+    hinge_generator,
+    spectral_l1,
+)
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +47,6 @@ def random_crops(pixels: torch.Tensor, size: int, gen: torch.Generator) -> torch
     w = pixels.shape[-1]
     starts = torch.randint(0, w - size + 1, (pixels.shape[0],), generator=gen).tolist()
     return torch.stack([p[:, s : s + size] for p, s in zip(pixels, starts, strict=True)])
-
-
-def difference_l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """L1 between neighbour differences along mel rows and time frames: plain L1 is satisfied by
-    a blur, this term is not (a gradient-difference loss, as in video prediction)."""
-    return F.l1_loss(a.diff(dim=-2), b.diff(dim=-2)) + F.l1_loss(a.diff(dim=-1), b.diff(dim=-1))
 
 
 def lr_at(step: int, total: int, peak: float, warmup: int) -> float:
@@ -117,10 +118,24 @@ def load_checkpoint(path: Path) -> dict | None:
 # --- phase 1: the autoencoder ---------------------------------------------------------------------
 
 
+ADAPT_EVERY = 10  # autoencoder steps between refreshes of the adversarial balance
+
+
+def adaptive_weight(rec: torch.Tensor, adv: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
+    """VQGAN's balance: scale the adversarial term so its gradient at the decoder's last layer
+    is as large as the reconstruction's (neither drowns the other, whatever their units)."""
+    g_rec = torch.autograd.grad(rec, last, retain_graph=True)[0]
+    g_adv = torch.autograd.grad(adv, last, retain_graph=True)[0]
+    return (g_rec.norm() / (g_adv.norm() + 1e-4)).clamp(0.0, 1e4).detach()
+
+
 def train_vae(
     vae, tiles: TileSet, cfg: TrainConfig, device: torch.device, ckpt_path: Path, progress: bool
 ) -> list[float]:
-    """Reconstruction (L1) + a tiny KL term on random crops; returns the loss history.
+    """Reconstruction (L1) + a tiny KL term on random crops, plus what keeps lines sharp
+    (:mod:`jam.train.losses`: ``cfg.sharpness``, ``cfg.spectral``, and from
+    ``cfg.adversarial_start`` a patch discriminator weighted by ``cfg.adversarial``); returns
+    the L1 history.
 
     With ``cfg.decoder_only`` the encoder is frozen: latents stay exactly as they were, so a UNet
     trained on them stays valid while a sharper decoder is trained (as SD's ft-MSE decoder was).
@@ -134,44 +149,68 @@ def train_vae(
         vae.quant_conv.requires_grad_(False)
         params = [*vae.decoder.parameters(), *vae.post_quant_conv.parameters()]
     opt = torch.optim.AdamW(params, lr=cfg.vae_lr, weight_decay=0.0)
+    disc = PatchDiscriminator().to(device) if cfg.adversarial else None
+    disc_opt = (
+        torch.optim.AdamW(disc.parameters(), lr=cfg.vae_lr, betas=(0.5, 0.9), weight_decay=0.0)
+        if disc is not None
+        else None
+    )
     state = load_checkpoint(ckpt_path)
     start, losses = 0, []
     if state is not None:
         vae.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         start, losses = state["step"], state["losses"]
+        if disc is not None and "disc" in state:
+            disc.load_state_dict(state["disc"])
+            disc_opt.load_state_dict(state["disc_opt"])
     gen = torch.Generator().manual_seed(cfg.seed + start)
     crop = min(cfg.vae_crop, tiles.pixels.shape[-1])
+    last = vae.decoder.conv_out.weight
+    weight: torch.Tensor | None = None  # the adversarial term's balance, refreshed now and then
     bar = tqdm(range(start, cfg.vae_steps), desc="autoencoder", disable=not progress)
     for step in bar:
-        set_lr(opt, lr_at(step, cfg.vae_steps, cfg.vae_lr, cfg.warmup // 2))
+        lr = lr_at(step, cfg.vae_steps, cfg.vae_lr, cfg.warmup // 2)
+        set_lr(opt, lr)
         idx = torch.randint(0, len(tiles), (cfg.vae_batch,), generator=gen)
         x = to_model_range(random_crops(tiles.pixels[idx], crop, gen)).to(device)
         with autocast(device):
             with torch.set_grad_enabled(not cfg.decoder_only):
                 posterior = vae.encode(x).latent_dist
             recon = vae.decode(posterior.sample(generator=None)).sample
-        rec = F.l1_loss(recon.float(), x)
+        recon = recon.float()
+        rec = F.l1_loss(recon, x)
         loss = rec if cfg.decoder_only else rec + cfg.kl_weight * posterior.kl().mean()
         if cfg.sharpness:
-            loss = loss + cfg.sharpness * difference_l1(recon.float(), x)
+            loss = loss + cfg.sharpness * difference_l1(recon, x)
+        if cfg.spectral:
+            loss = loss + cfg.spectral * spectral_l1(recon.mean(1), x[:, 0])
+        judged = disc is not None and step >= cfg.adversarial_start
+        if judged:
+            disc.requires_grad_(False)
+            adv = hinge_generator(disc(recon.mean(1, keepdim=True)))
+            if weight is None or step % ADAPT_EVERY == 0:  # two extra backward passes: not always
+                weight = adaptive_weight(loss, adv, last)
+            loss = loss + cfg.adversarial * weight * adv
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
+        if judged:
+            disc.requires_grad_(True)
+            set_lr(disc_opt, lr)
+            d_loss = hinge_discriminator(disc(x[:, :1]), disc(recon.detach().mean(1, keepdim=True)))
+            disc_opt.zero_grad(set_to_none=True)
+            d_loss.backward()
+            disc_opt.step()
         losses.append(rec.item())
         bar.set_postfix(l1=f"{sum(losses[-20:]) / len(losses[-20:]):.4f}")
         done = step + 1
         if done % cfg.checkpoint_every == 0 or done == cfg.vae_steps:
-            atomic_save(
-                {
-                    "model": vae.state_dict(),
-                    "opt": opt.state_dict(),
-                    "step": done,
-                    "losses": losses,
-                },
-                ckpt_path,
-            )
+            saved = {"model": vae.state_dict(), "opt": opt.state_dict(), "step": done}
+            if disc is not None:
+                saved |= {"disc": disc.state_dict(), "disc_opt": disc_opt.state_dict()}
+            atomic_save(saved | {"losses": losses}, ckpt_path)
     vae.eval()
     return losses
 

@@ -45,6 +45,24 @@ def train_main(argv: list[str] | None = None) -> int:
         default=TrainConfig.sharpness,
         help="autoencoder: weight of an L1 loss on mel/time differences (keeps harmonics sharp)",
     )
+    p.add_argument(
+        "--spectral",
+        type=float,
+        default=TrainConfig.spectral,
+        help="autoencoder: weight of a multi-resolution spectral loss along mel and time",
+    )
+    p.add_argument(
+        "--adversarial",
+        type=float,
+        default=TrainConfig.adversarial,
+        help="autoencoder: weight of a patch discriminator's loss (0: none)",
+    )
+    p.add_argument(
+        "--adversarial-start",
+        type=int,
+        default=TrainConfig.adversarial_start,
+        help="autoencoder step from which the discriminator takes part",
+    )
     p.add_argument("--batch", type=int, default=TrainConfig.batch)
     p.add_argument("--vae-batch", type=int, default=TrainConfig.vae_batch)
     p.add_argument(
@@ -80,6 +98,9 @@ def train_main(argv: list[str] | None = None) -> int:
         train_vae=args.init is None or bool(args.vae_steps),
         decoder_only=args.decoder_only,
         sharpness=args.sharpness,
+        spectral=args.spectral,
+        adversarial=args.adversarial,
+        adversarial_start=args.adversarial_start,
         vae_lr=args.vae_lr,
     )
     if args.decoder_only and (args.init is None or not args.vae_steps):

@@ -81,7 +81,7 @@ def train(
     if init is not None:
         vae, unet = load_init(init)
     else:
-        vae, unet = new_vae(), None
+        vae, unet = new_vae(cfg.vae_channels, cfg.latent_channels), None
     text = text_side(init)
     summary: dict = {"tiles": len(tiles), "files": len(items)}
 
@@ -106,7 +106,7 @@ def train(
     cond = cached_conditioning(tiles, text, work / "text.pt")
     latent_hw = tuple(latents.shape[-2:])
     if unet is None:
-        unet = new_unet(text.dim, latent_hw, cfg.unet_channels)
+        unet = new_unet(text.dim, latent_hw, cfg.unet_channels, int(latents.shape[2]))
     elif unet.config.cross_attention_dim != text.dim:
         raise DatasetError(
             f"--init UNet expects {unet.config.cross_attention_dim}-d text embeddings; "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import replace
 from pathlib import Path
 
@@ -33,6 +34,9 @@ TINY = TrainConfig(
     tile_width=64,
     unet_lr=1e-3,
     unet_channels=(16, 32, 32),  # ~0.5M parameters: seconds, not minutes, on two cores
+    vae_channels=(16, 16, 32, 32),
+    latent_channels=4,
+    adversarial_start=6,  # the discriminator takes part in the last steps
 )
 FAST = Defaults(steps=4, strength=0.75, guidance=3.0)
 
@@ -173,12 +177,44 @@ def test_a_time_budget_sets_the_unet_steps_from_the_measured_speed(corpus, tmp_p
 
 
 def test_sharpness_loss_ignores_a_level_offset_and_penalises_blur():
-    from jam.train.loop import difference_l1
+    from jam.train.losses import difference_l1
 
     x = torch.rand(2, 3, 32, 48, generator=torch.Generator().manual_seed(0))
     blur = F.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=False)
     assert difference_l1(x + 0.3, x) < 1e-6  # a brighter copy has the same lines
     assert difference_l1(blur, x) > 2 * F.l1_loss(blur, x)  # a blur loses them
+
+
+def test_spectral_loss_sees_harmonic_lines_smeared_that_plain_l1_barely_counts():
+    from jam.train.losses import spectral_l1
+
+    rows = torch.arange(128.0)[:, None]
+    comb = (torch.cos(2 * torch.pi * rows / 6) > 0.9).float().expand(128, 96)  # lines, 6 apart
+    x = (comb * 2 - 1)[None]
+    blur = F.avg_pool2d(x[None], (5, 1), stride=1, padding=(2, 0), count_include_pad=False)[0]
+    shifted = x + 0.05
+    spectral = spectral_l1(blur, x) / spectral_l1(shifted, x)
+    plain = F.l1_loss(blur, x) / F.l1_loss(shifted, x)
+    assert spectral > 1.5 * plain, (spectral, plain)  # the smear costs more than a level step
+    with pytest.raises(ValueError):
+        spectral_l1(x[:, :8, :8], x[:, :8, :8])
+
+
+def test_the_discriminator_trains_with_the_autoencoder_and_resumes_from_its_checkpoint(
+    corpus, tmp_path
+):
+    out = tmp_path / "adv"
+    cfg = replace(TINY, vae_steps=8, unet_steps=0, checkpoint_every=4, adversarial_start=2)
+    train(corpus, out, cfg, TINY_PARAMS, FAST, progress=False, samples=False)
+    first = torch.load(out.with_name("adv.work") / "vae.ckpt", weights_only=False)
+    assert first["step"] == 8 and "disc" in first
+    assert all(math.isfinite(x) for x in first["losses"])  # the adaptive weight stays finite
+    more = replace(cfg, vae_steps=12)
+    train(corpus, out, more, TINY_PARAMS, FAST, resume=True, progress=False, samples=False)
+    second = torch.load(out.with_name("adv.work") / "vae.ckpt", weights_only=False)
+    assert second["step"] == 12 and second["losses"][:8] == first["losses"]
+    changed = [k for k in first["disc"] if not torch.equal(first["disc"][k], second["disc"][k])]
+    assert changed, "the resumed run went on training the discriminator"
 
 
 def test_captions_come_from_a_csv_sidecar(tmp_path):
