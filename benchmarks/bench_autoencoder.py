@@ -75,7 +75,7 @@ def measure(vaes, corpus: Path, per_style: int) -> dict:
     converter = make_converter(params)
     out: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
     decode_s: dict[str, list[float]] = defaultdict(list)
-    for style, tile, px in real_tiles(corpus, per_style, params, width):
+    for style, _tile, px in real_tiles(corpus, per_style, params, width):
         torch.manual_seed(0)
         out["codec"][style].append(listening.tonal_sharpness(invert(converter, params, px), 22050))
         x = to_model_range(px[None])

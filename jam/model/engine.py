@@ -26,6 +26,7 @@ from jam.model.folder import Model, ModelError, open_model
 from jam.model.interpolate import lerp, seeded_noise, slerp
 from jam.model.types import (
     Blend,
+    Continuation,
     Endpoint,
     RenderCancelled,
     RenderedTile,
@@ -34,6 +35,7 @@ from jam.model.types import (
     validate_prompt,
 )
 from jam.seeds.library import SeedLibrary
+from jam.sound.phase import carried_phase
 from jam.sound.spectrogram import DEFAULT_MAX_VALUE, converter, spectrogram_from_pixels
 from jam.sound.tempo import stretch_time, stretched_width
 
@@ -242,21 +244,46 @@ class Engine:
 
     @torch.inference_mode()
     def audio_from_images(
-        self, images: torch.Tensor, widths: Sequence[int] | None = None
+        self,
+        images: torch.Tensor,
+        widths: Sequence[int] | None = None,
+        continuations: Sequence[Continuation | None] | None = None,
     ) -> list[torch.Tensor]:
         """Float audio ``(channels, samples)`` per diffusion output image in [0, 1]; with
-        ``widths``, each spectrogram is first stretched to that many frames (its tempo)."""
+        ``widths``, each spectrogram is first stretched to that many frames (its tempo); with
+        ``continuations``, each tile given one starts its Griffin-Lim from that audio's phase
+        (the rest from random phase, exactly as without)."""
         pixels = images.to(torch.float32).movedim(1, -1) * 255
         mel = spectrogram_from_pixels(
             pixels, self.params.power_for_image, DEFAULT_MAX_VALUE, self.params.stereo
         )
         native = mel.shape[-1]
-        if widths is None or all(w == native for w in widths):
-            return list(self.converter.audio_from_spectrogram(mel))
-        return [
-            self.converter.audio_from_spectrogram(stretch_time(m, w))
-            for m, w in zip(mel, widths, strict=True)
+        widths = [native] * len(mel) if widths is None else list(widths)
+        carried = [None] * len(mel) if continuations is None else list(continuations)
+        phases = [
+            None if c is None else self.starting_phase(c, w)
+            for c, w in zip(carried, widths, strict=True)
         ]
+        audio_from = self.converter.audio_from_spectrogram
+        if all(w == native for w in widths):  # one batched inversion
+            if all(p is None for p in phases):
+                return list(audio_from(mel))
+            shape = (*mel.shape[1:-2], self.params.n_fft // 2 + 1, native)
+            zero = torch.zeros(shape, dtype=torch.complex64, device=self.converter.device)
+            return list(audio_from(mel, torch.stack([zero if p is None else p for p in phases])))
+        return [
+            audio_from(stretch_time(m, w), p) for m, w, p in zip(mel, widths, phases, strict=True)
+        ]
+
+    def starting_phase(self, continuation: Continuation, frames: int) -> torch.Tensor:
+        """The phase ``(channels, n_fft // 2 + 1, frames)`` a ``frames``-frame tile starts from:
+        the continuation's audio at the tile's frames, over as many as it covers (the overlap);
+        zero (random) elsewhere."""
+        p = self.params
+        return carried_phase(
+            continuation.audio.to(self.converter.device, torch.float32), continuation.offset,
+            frames, self.converter.griffin_lim.window, p.n_fft, p.hop_length,
+        )  # fmt: skip
 
     def width_for(self, request: TileRequest) -> int:
         """Spectrogram frames of the request's tile at its tempo."""
@@ -287,12 +314,14 @@ class Engine:
             stop_if(cancelled)  # decoding and inversion are a quarter of a tile's time
             images = self.decode(latents)
             stop_if(cancelled)
-            audio = self.audio_from_images(images, [self.width_for(r) for r in batch])
+            widths = [self.width_for(r) for r in batch]
+            audio = self.audio_from_images(images, widths, [r.continuation for r in batch])
             pictures = (images.to(torch.float32) * 255).round().to(torch.uint8).movedim(1, -1).cpu()
             seconds = (time.perf_counter() - t0) / len(batch)
             for j, i in enumerate(indices):
                 picture = Image.fromarray(pictures[j].numpy(), mode="RGB")
-                out[i] = RenderedTile(requests[i], audio[j].cpu(), picture, seconds)
+                warm = requests[i].continuation is not None
+                out[i] = RenderedTile(requests[i], audio[j].cpu(), picture, seconds, warm)
         return out  # type: ignore[return-value]
 
     def request(

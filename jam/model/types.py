@@ -7,7 +7,7 @@ import another to speak about a tile.
 from __future__ import annotations
 
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import torch
@@ -104,6 +104,24 @@ class Endpoint:
         return blend_label(self.prompts)
 
 
+@dataclass(frozen=True, eq=False)
+class Continuation:
+    """The audio a new tile fades in under: its sample 0 falls at ``offset`` in ``audio``
+    (``(channels, samples)``, the previous tile's unlevelled tail, from ``n_fft // 2`` before
+    the new tile's start). Griffin-Lim starts the new tile from this audio's phase there, so
+    the two are coherent over their crossfade instead of partly cancelling."""
+
+    audio: torch.Tensor
+    offset: int
+
+    @classmethod
+    def after(cls, audio: torch.Tensor, start: int, n_fft: int) -> Continuation:
+        """What a tile starting at sample ``start`` of ``audio`` needs of it: the rest of it,
+        from half a window before (the new tile's first frame is centred on its sample 0)."""
+        a = min(max(0, start - n_fft // 2), audio.shape[-1])
+        return cls(audio[..., a:].clone(), start - a)
+
+
 @dataclass(frozen=True)
 class TileRequest:
     """One tile to render: a point ``alpha`` of the way from ``start`` to ``end``."""
@@ -114,6 +132,9 @@ class TileRequest:
     seed_image: str
     steps: int
     bpm: float | None = None  # the tempo to play at (None: the seed loop's own)
+    # where the tile goes, if known before it renders (None: a cold start). Not part of what
+    # the tile *is*: left out of equality and hashing, so neither it nor batching sees it.
+    continuation: Continuation | None = field(default=None, compare=False, repr=False)
 
     @property
     def strength(self) -> float:
@@ -131,6 +152,7 @@ class RenderedTile:
     audio: torch.Tensor  # (channels, samples) float32 on the CPU
     image: Image.Image  # the tile's spectrogram, for display
     seconds: float = 0.0  # compute time spent on it
+    warm: bool = False  # inverted from the request's continuation: coherent with the tile before
 
 
 class Renderer(Protocol):

@@ -30,6 +30,33 @@ def equal_power_weights(position: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
     return torch.cos(theta), torch.sin(theta)
 
 
+def correlation(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Normalised correlation of two equally shaped signals (0 for silence): 1 coherent, 0
+    unrelated, below 0 they partly cancel when summed."""
+    norm = float(torch.linalg.vector_norm(a) * torch.linalg.vector_norm(b))
+    return float((a * b).sum()) / norm if norm > 0 else 0.0
+
+
+def coherent_weights(
+    position: torch.Tensor, correlation: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(fade-out, fade-in) gains that keep the level of two signals of equal power and this
+    ``correlation`` in [0, 1]: :func:`equal_power_weights` scaled by ``1 / sqrt(1 + 2 r w_out
+    w_in)``, the sum's power then being constant.
+
+    0 is the equal-power fade exactly; 1 is an equal-gain fade (the gains sum to 1), right for
+    identical signals. A tile inverted from its predecessor's phase lies between (about 0.1 to
+    0.4 with the embedded model), where either fixed law is off by a decibel or more.
+    """
+    if not 0.0 <= correlation <= 1.0:
+        raise ValueError(f"correlation must be in [0, 1], got {correlation}")
+    w_out, w_in = equal_power_weights(position)
+    if not correlation:
+        return w_out, w_in
+    norm = torch.rsqrt(1 + 2 * correlation * w_out * w_in)
+    return w_out * norm, w_in * norm
+
+
 def follow_gain_db(previous_db: float | None, tile_rms_db: float, fraction: float = 0.75) -> float:
     """Next tile's gain (dB) from a slow follower toward the target level.
 

@@ -19,6 +19,7 @@ import torchaudio
 from PIL import Image
 
 from jam.sound.params import DEFAULT_MAX_VALUE, ExifTag, SpectrogramParams
+from jam.sound.phase import griffin_lim
 
 INT16_SCALE = 32768.0
 
@@ -77,10 +78,24 @@ class SpectrogramConverter:
         return torch.relu(torch.matmul(pinv, mel))
 
     @torch.inference_mode()
-    def audio_from_spectrogram(self, mel: torch.Tensor) -> torch.Tensor:
-        """Float audio from a mel magnitude spectrogram (Griffin-Lim from random phase)."""
-        mel = mel.to(self.device, torch.float32)
-        audio = self.griffin_lim(self.linear_from_mel(mel))
+    def audio_from_spectrogram(
+        self, mel: torch.Tensor, init_phase: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Float audio from a mel magnitude spectrogram ``(..., mels, frames)``.
+
+        Griffin-Lim from random phase (torchaudio's), or, with ``init_phase`` (complex,
+        ``(..., n_fft // 2 + 1, frames)``; zero entries start at random), from that phase: the
+        same algorithm (:func:`jam.sound.phase.griffin_lim`), so a tile can continue the one
+        it fades in under.
+        """
+        linear = self.linear_from_mel(mel.to(self.device, torch.float32))
+        if init_phase is None:
+            return self.griffin_lim(linear) / INT16_SCALE
+        p = self.params
+        audio = griffin_lim(
+            linear, self.griffin_lim.window, p.n_fft, p.hop_length,
+            p.num_griffin_lim_iters, p.griffin_lim_momentum, init_phase.to(self.device),
+        )  # fmt: skip
         return audio / INT16_SCALE
 
 

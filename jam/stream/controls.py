@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 
 from jam.model.folder import ModelDefaults
-from jam.model.types import Blend, Endpoint, TileRequest, blend, blend_label
+from jam.model.types import Blend, Continuation, Endpoint, TileRequest, blend, blend_label
 
 DEFAULT_GLIDE_BEATS = 2  # a change reaches full weight two beats after it is first heard
 MAX_GLIDE_BEATS = 16
@@ -142,8 +142,11 @@ def switch_request(prev: TileRequest, controls: Controls, steps: int, alpha: flo
     return TileRequest(here, there, alpha, c.seed_image, steps, c.bpm)
 
 
-def next_request(prev: TileRequest, steps: int, evolve: float) -> TileRequest:
-    """The tile for the slot after ``prev``'s, the controls unchanged.
+def next_request(
+    prev: TileRequest, steps: int, evolve: float, continuation: Continuation | None = None
+) -> TileRequest:
+    """The tile for the slot after ``prev``'s, the controls unchanged, continuing
+    ``continuation`` (never ``prev``'s own: that was the audio before ``prev``).
 
     Arrived (or never moved): drift from there toward the next noise seed by ``evolve`` per
     tile, so a steady prompt keeps evolving. Mid-glide: the same point (the glide's own steps
@@ -157,7 +160,8 @@ def next_request(prev: TileRequest, steps: int, evolve: float) -> TileRequest:
             end=dataclasses.replace(here, seed=here.seed + 1),
             alpha=evolve,
             steps=steps,
+            continuation=continuation,
         )
     gliding = dataclasses.replace(prev.start, seed=prev.end.seed) != prev.end
     alpha = prev.alpha if gliding else min(1.0, prev.alpha + evolve)
-    return dataclasses.replace(prev, alpha=alpha, steps=steps)
+    return dataclasses.replace(prev, alpha=alpha, steps=steps, continuation=continuation)

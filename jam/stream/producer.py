@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from jam.model.types import RenderedTile, Renderer, TileRequest
+from jam.model.types import Continuation, RenderedTile, Renderer, TileRequest
 from jam.seeds.library import SeedLibrary
 from jam.sound.mixing import follow_gain_db, level_and_limit, rms_db
 from jam.stream.controls import (
@@ -217,11 +217,21 @@ class Producer:
                 # Render one tile ahead: ask once the last tile's slot has begun. A switch
                 # shares the slot playing now, so its successor is asked for at once.
                 if timeline.all_started(self.pos):
-                    prev = timeline.last.tile.request
+                    prev = timeline.last
                     s = self.settings
-                    self._ask(_Plan(next_request(prev, self.state.steps, s.evolve)))
+                    after = self._continuation(prev)
+                    request = next_request(prev.tile.request, self.state.steps, s.evolve, after)
+                    self._ask(_Plan(request))
                     continue
             return
+
+    def _continuation(self, tile: Placed) -> Continuation:
+        """What the tile for the slot after ``tile`` fades in under: ``tile``'s unlevelled
+        audio from there on. Only a slot's successor knows where it lands before it renders;
+        a switch lands where its render time lets it, so it starts cold."""
+        assert self.timeline is not None
+        start = self.timeline.slot_start(tile) - tile.start
+        return Continuation.after(tile.tile.audio, start, self.seeds.params.n_fft)
 
     def _emit(self, a: int, b: int, splice: bool = False) -> Chunk:
         assert self.timeline is not None

@@ -1,8 +1,11 @@
 """The beat-grid timeline of one stream (pure: no I/O, no clock, no async).
 
 Stream positions are *stream samples* from the session's start. A placed tile's sample 0 plays
-at ``start`` (its downbeat); consecutive tiles overlap by whole beats and are joined with an
-equal-power crossfade. A change comes in as a *switch*: a tile that fades in on a beat (a bar
+at ``start`` (its downbeat); consecutive tiles overlap by whole beats and are crossfaded there:
+at equal power, right for tiles whose phases are unrelated, or, where the new tile was inverted
+from the previous one's phase (a *warm* seam: the two are partly coherent, and equal power would
+swell), with gains that keep the level for the two tiles' measured correlation (equal gain if
+they were identical). A change comes in as a *switch*: a tile that fades in on a beat (a bar
 line when it moves the grid) and replaces everything scheduled after that point, even audio
 already sent, as long as listeners have not reached it (the producer re-sends that span).
 :class:`Timeline` keeps every transition listeners may still hear, and mixes any span of them
@@ -17,7 +20,7 @@ from dataclasses import dataclass, field
 import torch
 
 from jam.model.types import RenderedTile
-from jam.sound.mixing import equal_power_weights
+from jam.sound.mixing import coherent_weights, correlation
 from jam.sound.tempo import BAR_BEATS
 
 # (tile, share of a span's power it contributed): what a chunk's metadata reports
@@ -101,6 +104,7 @@ class Transition:
     tile: Placed
     fade_start: int
     fade_len: int
+    correlation: float = 0.0  # with the tile it fades in under, that the fade is shaped for
 
     @property
     def fade_end(self) -> int:
@@ -157,9 +161,19 @@ class Timeline:
             self.entries.pop(0)
 
     def add_successor(self, tile: Placed) -> Transition:
-        """``tile`` (placed at ``slot_start(last)``) crossfades in over the overlap beats."""
+        """``tile`` (placed at ``slot_start(last)``) crossfades in over the overlap beats.
+
+        A warm tile (inverted from ``last``'s audio there: the producer asks for a slot's tile
+        once ``last`` is placed) gets a fade for the two tiles' correlation over it; a cold one
+        equal power (their correlation is about 0, and so as not to boost tiles that cancel).
+        """
         base = self.last
-        transition = Transition(tile, tile.start, round(self.overlap_beats * base.beat_len))
+        fade = round(self.overlap_beats * base.beat_len)
+        r = 0.0
+        if tile.tile.warm:
+            span = (tile.start, tile.start + fade)
+            r = min(1.0, max(0.0, correlation(base.segment(*span), tile.segment(*span))))
+        transition = Transition(tile, tile.start, fade, r)
         tile.fade_start = tile.start
         self.entries.append(transition)
         return transition
@@ -213,7 +227,7 @@ class Timeline:
                 prev = self.entries[i - 1].tile
                 stop = min(b, here.fade_end)
                 pos = (torch.arange(t, stop) - here.fade_start + 0.5) / here.fade_len
-                w_out, w_in = equal_power_weights(pos)
+                w_out, w_in = coherent_weights(pos, here.correlation)
                 out[:, t - a : stop - a] = (
                     prev.segment(t, stop) * w_out + here.tile.segment(t, stop) * w_in
                 )

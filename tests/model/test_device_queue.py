@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from jam.model.device_queue import DeviceQueue
-from jam.model.types import WeightedPrompt
+from jam.model.types import Continuation, WeightedPrompt
 
 
 def pixels(image) -> np.ndarray:
@@ -36,6 +36,29 @@ def test_requests_that_arrive_together_share_one_call_and_each_gets_its_own_tile
     assert np.abs(alone[0] - alone[1]).mean() > 1, "the prompts render differently"
     # the device's meter counts audio made per second of rendering
     assert queue.meter.factor is not None and queue.meter.factor > 0
+
+
+def test_requests_carrying_continuations_still_share_one_call_and_each_is_warm_or_not(
+    tiny_engine,
+):
+    before = tiny_engine.render([tiny_engine.request("ambient", seed=9)])[0]
+    n_fft = tiny_engine.params.n_fft
+    carried = [Continuation.after(before.audio, k * 10_000, n_fft) for k in (3, 5)]
+    reqs = [tiny_engine.request(p, seed=i) for i, p in enumerate(["techno", "jazz", "folk"])]
+    reqs[0] = dataclasses.replace(reqs[0], continuation=carried[0])
+    reqs[2] = dataclasses.replace(reqs[2], continuation=carried[1])
+
+    async def run():
+        queue = DeviceQueue(tiny_engine.render, tiny_engine.params.sample_rate)
+        try:
+            return queue, await asyncio.gather(*(queue(r) for r in reqs))
+        finally:
+            await queue.close()
+
+    queue, tiles = asyncio.run(run())
+    assert (queue.batches, queue.tiles) == (1, 3)
+    assert [t.warm for t in tiles] == [True, False, True]
+    assert [t.request.continuation for t in tiles] == [carried[0], None, carried[1]]
 
 
 def test_an_abandoned_render_stops_part_way_and_frees_the_device(tiny_engine):

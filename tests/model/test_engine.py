@@ -11,8 +11,17 @@ import torch
 from jam.model.engine import load_engine
 from jam.model.folder import Model, ModelError
 from jam.model.interpolate import seeded_noise, slerp
-from jam.model.types import MAX_PROMPT_CHARS, Endpoint, TileRequest, WeightedPrompt, blend
+from jam.model.types import (
+    MAX_PROMPT_CHARS,
+    Continuation,
+    Endpoint,
+    TileRequest,
+    WeightedPrompt,
+    blend,
+)
+from jam.sound.mixing import correlation
 from jam.sound.tempo import stretched_width
+from jam.stream.controls import next_request
 
 
 def pair(engine, alpha: float, seed_image: str = "four_on_floor") -> TileRequest:
@@ -233,3 +242,49 @@ def test_a_tempo_stretches_the_tile_and_a_blend_mixes_the_prompts_embeddings(tin
     expected = 0.5 * e.embed("warm pads") + 0.5 * e.embed("hard drums")
     torch.testing.assert_close(mixed, expected)
     torch.testing.assert_close(e.embed_blend(blend("warm pads")), e.embed("warm pads"))
+
+
+@pytest.mark.parametrize("speed", [None, 1.25], ids=["seed tempo", "stretched"])
+def test_a_continued_tile_is_inverted_in_phase_with_the_tile_it_fades_in_under(tiny_engine, speed):
+    """A tile and its stream successor, the successor rendered warm and cold in one batch (at
+    another tempo too: the carried phase follows the stretched frames). Warm, the two correlate
+    over their overlap; cold, they do not. The random model's tiles share little spectrum
+    there, so the correlation stays small; the embedded model's reach 0.1-0.5
+    (``benchmarks/bench_phase.py``)."""
+    e = tiny_engine
+    bpm = None if speed is None else e.seeds.get(e.defaults.seed_image).bpm * speed
+    first = e.render([e.request("warm analog synth pads", seed=4, bpm=bpm)])[0]
+    n = first.audio.shape[-1]
+    beats = e.seeds.get(e.defaults.seed_image).beats
+    slot, fade = round((beats - 1) * n / beats), round(n / beats)
+    carried = Continuation.after(first.audio, slot, e.params.n_fft)
+    follow = next_request(first.request, first.request.steps, 0.25, carried)
+    assert carried.offset == e.params.n_fft // 2
+    assert torch.equal(carried.audio, first.audio[:, slot - carried.offset :])
+    torch.manual_seed(0)
+    warm, cold = e.render([follow, dataclasses.replace(follow, continuation=None)])
+    assert warm.warm and not cold.warm
+    assert warm.audio.shape == cold.audio.shape == first.audio.shape
+    under = first.audio[:, slot : slot + fade]
+    r_warm = correlation(under, warm.audio[:, :fade])
+    r_cold = correlation(under, cold.audio[:, :fade])
+    assert r_warm > 0.08 and r_warm > r_cold + 0.05, (r_warm, r_cold)
+    # after the overlap the warm start is forgotten: the tile is as loud as the cold one
+    level = [float(t.audio[:, fade:].square().mean()) for t in (warm, cold)]
+    assert level[0] == pytest.approx(level[1], rel=0.2)
+
+
+def test_a_fresh_tile_batched_with_a_continued_one_is_inverted_as_in_a_cold_batch(tiny_engine):
+    e = tiny_engine
+    first = e.render([e.request("fast techno with acid bass", seed=1)])[0]
+    carried = Continuation.after(first.audio, first.audio.shape[-1] // 2, e.params.n_fft)
+    fresh = e.request("solo piano", seed=2)
+    continued = dataclasses.replace(fresh, continuation=carried)
+    assert continued == fresh and hash(continued) == hash(fresh)  # not part of the request
+    torch.manual_seed(3)
+    mixed = e.render([continued, fresh])
+    torch.manual_seed(3)
+    cold = e.render([fresh, fresh])
+    assert [t.warm for t in mixed] == [True, False]
+    torch.testing.assert_close(mixed[1].audio, cold[1].audio, rtol=0, atol=1e-4)
+    assert (mixed[0].audio - cold[0].audio).abs().max() > 1e-2
