@@ -20,7 +20,7 @@ codec (their ceiling) and through the model's autoencoder; loudness and centroid
 seams against the same within tiles. Prompts: :data:`STYLE_PROMPTS` and, from the corpus,
 ``--heldout-per-style`` held-out wordings of each of their styles. Without ``--corpus`` a small
 one is made with ``jam corpus`` (SoundFont renders) under ``--work``. Writes ``--out``
-(default ``docs/model_listen_v2.json``).
+(default ``docs/model_listen.json``).
 """
 
 from __future__ import annotations
@@ -173,12 +173,8 @@ def held_out_prompts(records: list[dict], split: str, per_style: int, rng: rando
 
 def interpolation_sweep(engine, clf: StyleClassifier, n: int = 9) -> dict:
     a_prompt, b_prompt, a_style, b_style = INTERPOLATION
-    a = Endpoint(
-        a_prompt, seed=11, strength=engine.defaults.strength, guidance=engine.defaults.guidance
-    )
-    b = Endpoint(
-        b_prompt, seed=12, strength=engine.defaults.strength, guidance=engine.defaults.guidance
-    )
+    a = Endpoint(blend(a_prompt), 11, engine.defaults.strength, engine.defaults.guidance)
+    b = Endpoint(blend(b_prompt), 12, engine.defaults.strength, engine.defaults.guidance)
     alphas = [i / (n - 1) for i in range(n)]
     reqs = [TileRequest(a, b, x, "four_on_floor", engine.defaults.steps) for x in alphas]
     tiles = engine.render(reqs)
@@ -381,7 +377,7 @@ def listen_main(args) -> None:
         "streams": results,
         "wall_seconds": time.perf_counter() - t_start,
     }
-    path = args.out or Path("docs/model_listen_v2.json")
+    path = args.out or Path("docs/model_listen.json")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=2) + "\n")
     print_listen_table(out)
@@ -435,7 +431,7 @@ def main() -> None:
     p.add_argument(
         "--out", type=Path, default=None,
         help="folder of model_eval.json (default docs); with --listen, the JSON file"
-        " (default docs/model_listen_v2.json)",
+        " (default docs/model_listen.json)",
     )  # fmt: skip
     p.add_argument("--work", type=Path, default=Path("/tmp/jam_eval"))
     p.add_argument("--per-style", type=int, default=3, help="held-out prompts per style")

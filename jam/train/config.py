@@ -81,7 +81,7 @@ UNET_CONFIG = dict(
 class TrainConfig:
     """What one training run does; stored in checkpoints so a resume keeps the same plan."""
 
-    vae_steps: int = 300
+    vae_steps: int = 600
     unet_steps: int = 3000
     batch: int = 16
     vae_batch: int = 8
@@ -102,7 +102,7 @@ class TrainConfig:
     sharpness: float = 1.0  # L1 on mel- and time-differences
     spectral: float = 0.5  # multi-resolution spectra along both image axes
     adversarial: float = 0.5  # the patch discriminator's loss (adaptive weight, as VQGAN's)
-    adversarial_start: int = 400  # autoencoder step from which the discriminator takes part
+    adversarial_start: int = 500  # autoencoder step from which the discriminator takes part
     vae_channels: tuple[int, ...] = tuple(VAE_CONFIG["block_out_channels"])
     latent_channels: int = int(VAE_CONFIG["latent_channels"])
     unet_minutes: float = 0.0  # > 0: set unet_steps from the measured speed to fit this budget
