@@ -16,17 +16,19 @@ def pixels(image) -> np.ndarray:
     return np.asarray(image, dtype=np.int16)
 
 
+async def all_at_once(engine, reqs):
+    """Every request put to one device queue at once: (the queue, the tiles)."""
+    queue = DeviceQueue(engine.render, engine.params.sample_rate)
+    try:
+        return queue, await asyncio.gather(*(queue(r) for r in reqs))
+    finally:
+        await queue.close()
+
+
 def test_requests_that_arrive_together_share_one_call_and_each_gets_its_own_tile(tiny_engine):
     reqs = [tiny_engine.request(p, seed=i) for i, p in enumerate(["techno", "jazz", "folk"])]
 
-    async def run():
-        queue = DeviceQueue(tiny_engine.render, tiny_engine.params.sample_rate)
-        try:
-            return queue, await asyncio.gather(*(queue(r) for r in reqs))
-        finally:
-            await queue.close()
-
-    queue, tiles = asyncio.run(run())
+    queue, tiles = asyncio.run(all_at_once(tiny_engine, reqs))
     assert (queue.batches, queue.tiles) == (1, 3)
     # each caller got the spectrogram of its own request: the one-at-a-time render of it
     # (images, not audio: Griffin-Lim starts from random phase)
@@ -48,14 +50,7 @@ def test_requests_carrying_continuations_still_share_one_call_and_each_is_warm_o
     reqs[0] = dataclasses.replace(reqs[0], continuation=carried[0])
     reqs[2] = dataclasses.replace(reqs[2], continuation=carried[1])
 
-    async def run():
-        queue = DeviceQueue(tiny_engine.render, tiny_engine.params.sample_rate)
-        try:
-            return queue, await asyncio.gather(*(queue(r) for r in reqs))
-        finally:
-            await queue.close()
-
-    queue, tiles = asyncio.run(run())
+    queue, tiles = asyncio.run(all_at_once(tiny_engine, reqs))
     assert (queue.batches, queue.tiles) == (1, 3)
     assert [t.warm for t in tiles] == [True, False, True]
     assert [t.request.continuation for t in tiles] == [carried[0], None, carried[1]]
