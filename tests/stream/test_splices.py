@@ -74,9 +74,8 @@ def spliced(tiny_engine):
         finally:
             await queue.close()
 
-    # Griffin-Lim's random starts fixed: the quietest 10 ms near a change, against the quiet
-    # of the rest (test_splices_leave_no_click_gap_or_loudness_step), depends on them, and
-    # fell below its bound for 4 of 12 seeds before tiles were inverted warm (2 of 12 since)
+    # Griffin-Lim's random starts fixed, so that a failure can be rerun (where the changes
+    # land still depends on when renders finish, against this 4x pacing)
     with torch.random.fork_rng():
         torch.manual_seed(0)
         asyncio.run(run())
@@ -151,6 +150,22 @@ def windows_around(points: list[int], width: int, total: int) -> np.ndarray:
     return mask
 
 
+def level_dips(audio: np.ndarray, sr: int) -> np.ndarray:
+    """Each 5 ms frame's RMS over the median RMS of the half second around it: about 0 in a
+    gap (10 ms of silence covers a whole frame wherever it falls), while the music's own
+    quiet moments between beats stay near its quietest elsewhere.
+    (The quietest frame near a change against a low percentile of all the others, as this
+    test once checked, compared the extreme of one set with a quantile of another: it failed
+    whenever renders finishing at other times moved the changes next to a quiet beat.)"""
+    win = sr // 200
+    frames = audio[: audio.size // win * win].reshape(-1, win)
+    rms = np.sqrt((frames**2).mean(1))
+    half = 50
+    padded = np.pad(rms, half, mode="edge")
+    context = np.median(np.lib.stride_tricks.sliding_window_view(padded, 2 * half + 1), axis=1)
+    return rms / np.maximum(context, 1e-9)
+
+
 def test_splices_leave_no_click_gap_or_loudness_step(spliced):
     engine, held, events, _, replaced = spliced
     sr = engine.params.sample_rate
@@ -162,11 +177,14 @@ def test_splices_leave_no_click_gap_or_loudness_step(spliced):
     near = windows_around(joins + fades, int(beat), audio.size)
     jumps = np.abs(np.diff(audio, prepend=audio[0]))
     assert jumps[near].max() <= 1.25 * jumps[~near].max()
-    win = sr // 100  # 10 ms RMS
-    frames = audio[: audio.size // win * win].reshape(-1, win)
-    rms = np.sqrt((frames**2).mean(1))
-    near_frames = near[: frames.shape[0] * win].reshape(-1, win).any(1)
-    assert rms[near_frames].min() >= 0.75 * np.percentile(rms[~near_frames], 1)
+    # no gap: the deepest 5 ms dip below the music's own level around it is no deeper near a
+    # change than anywhere else (the measure does see a 10 ms gap at a join)
+    dips = level_dips(audio, sr)
+    near_frames = near[: dips.size * (sr // 200)].reshape(dips.size, -1).any(1)
+    assert dips[near_frames].min() >= 0.75 * dips[~near_frames].min()
+    gapped = audio.copy()
+    gapped[joins[0] : joins[0] + sr // 100] = 0.0
+    assert level_dips(gapped, sr)[near_frames].min() < 0.75 * dips[~near_frames].min()
     # no step where re-sent audio joins what was held: its first 10 ms are what they replace
     # (the crossfade starts there) to within -30 dB; the music's own change of level comes
     # over the fade, levelled by the slow follower
