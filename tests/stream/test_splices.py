@@ -182,6 +182,10 @@ def test_splices_leave_no_click_gap_or_loudness_step(spliced):
     dips = level_dips(audio, sr)
     near_frames = near[: dips.size * (sr // 200)].reshape(dips.size, -1).any(1)
     assert dips[near_frames].min() >= 0.75 * dips[~near_frames].min()
+    # nor quieter in level than the quietest of the music elsewhere (a broad dip over a fade)
+    win = sr // 200
+    rms = np.sqrt((audio[: dips.size * win].reshape(dips.size, win) ** 2).mean(1))
+    assert rms[near_frames].min() >= 0.75 * rms[~near_frames].min()
     gapped = audio.copy()
     gapped[joins[0] : joins[0] + sr // 100] = 0.0
     assert level_dips(gapped, sr)[near_frames].min() < 0.75 * dips[~near_frames].min()
