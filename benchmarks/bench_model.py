@@ -15,8 +15,9 @@ prompts, and a grid of prompt spectrograms. ``--rtf-only`` measures just the spe
 ``--listen`` judges what a listener hears (``jam.train.listening``) on streams rendered through
 the real producer (``App.render``: seams, crossfades and levelling included) at the model's
 defaults: beat lock on the seed loop's eighth-note grid, overall and in the beat around each
-seam; spectral flatness and tonal-peak share against real clips of the same style through the
-codec (their ceiling) and through the model's autoencoder; loudness and centroid steps at
+seam, also as a ratio to the beat lock of real clips of the style (``--beat-clips``);
+spectral flatness and tonal-peak share against real clips of the same style through the codec
+(their ceiling) and through the model's autoencoder; loudness and centroid steps at
 seams against the same within tiles. Prompts: :data:`STYLE_PROMPTS` and, from the corpus,
 ``--heldout-per-style`` held-out wordings of each of their styles. Without ``--corpus`` a small
 one is made with ``jam corpus`` (SoundFont renders) under ``--work``. Writes ``--out``
@@ -266,6 +267,21 @@ def listen_corpus(args) -> Path:
     return folder
 
 
+def real_beat_lock(records: list[dict], root: Path, style: str, bpm: float, n: int) -> dict:
+    """Beat lock of up to ``n`` real clips of a style (their first tile, as rendered) on the
+    same grid as the streams: the share the music itself reaches, so a style whose real
+    clips play 16ths or swing is not asked for more on a straight eighth grid than it has."""
+    clips = [r for r in records if r["style"] == style][:n]
+    on = total = 0
+    for r in clips:
+        audio, rate = read_audio(root / r["file"])
+        tile = audio[..., : round(rate * 8 * 60.0 / bpm)]
+        lock = listening.beat_lock(listening.strong_onsets(tile, rate), rate, bpm)
+        total += lock["onsets"]
+        on += round((lock["on_grid"] or 0.0) * lock["onsets"])
+    return {"clips": len(clips), "onsets": total, "on_grid": on / total if total else None}
+
+
 @torch.inference_mode()
 def real_clip_figures(engine: Engine, records: list[dict], root: Path, style: str, n: int):
     """Tonal sharpness of real clips of a style: as rendered, through the codec (pixels, then
@@ -351,6 +367,8 @@ def listen_main(args) -> None:
             name = f"{k:02d}_{style}_{kind}".replace(" ", "_")
             write_wav(args.audio_dir / f"{name}.wav", audio.numpy(), sr)
     real = {s: real_clip_figures(engine, records, root, s, args.real_clips) for s in sorted(wanted)}
+    for s in real:
+        real[s]["beat_lock"] = real_beat_lock(records, root, s, grid["bpm"], args.beat_clips)
     results = []
     for text, style, kind, seed, audio, took in streams:
         fig = listen_figures(audio, sr, grid)
@@ -358,6 +376,12 @@ def listen_main(args) -> None:
         if ref and ref["clips"]:
             fig["tonal_vs_real_codec"] = ratios(fig["tonal"], ref["codec"])
             fig["tonal_vs_autoencoder"] = ratios(fig["tonal"], ref["autoencoder"])
+        if ref and ref["beat_lock"]["on_grid"]:
+            fig["beat_lock_vs_real"] = {
+                k: fig["beat_lock"][k] / ref["beat_lock"]["on_grid"]
+                if fig["beat_lock"][k] is not None else None
+                for k in ("on_grid", "on_grid_near_seams")
+            }  # fmt: skip
         results.append(
             {"prompt": text, "style": style, "kind": kind, "seed": seed, "render_seconds": took}
             | fig
@@ -396,7 +420,8 @@ def print_listen_table(out: dict) -> None:
         f" {_f(out['streams'][0]['beat_lock']['chance'] if out['streams'] else None)}"
     )
     head = (
-        "prompt", "style", "kind", "onsets", "lock", "seam lock", "tempo", "flat", "flat/real",
+        "prompt", "style", "kind", "onsets", "lock", "seam lock", "lock/real", "tempo", "flat",
+        "flat/real",
         "tonal", "tonal/real", "bands", "bands/real", "seam dB", "tile dB", "seam oct",
         "tile oct",
     )  # fmt: skip
@@ -406,7 +431,9 @@ def print_listen_table(out: dict) -> None:
         vs = r.get("tonal_vs_real_codec") or {}
         row = (
             r["prompt"][:44], r["style"], r["kind"], str(lock["onsets"]), _f(lock["on_grid"]),
-            _f(lock["on_grid_near_seams"]), _f(r["tempo_heard_bpm"], ".0f"),
+            _f(lock["on_grid_near_seams"]),
+            _f((r.get("beat_lock_vs_real") or {}).get("on_grid")),
+            _f(r["tempo_heard_bpm"], ".0f"),
             _f(t["flatness"], ".4f"), _f(vs.get("flatness")), _f(t["tonal_share"]),
             _f(vs.get("tonal_share")), _f(t["tonal_share_bands"]),
             _f(vs.get("tonal_share_bands")), _f(sm["loudness_step_db_seams"]),
@@ -416,6 +443,8 @@ def print_listen_table(out: dict) -> None:
         print(" | ".join(row))
     print("real clips (mean over clips): style | kind | flatness | tonal | tonal bands")
     for style, ref in out["real_clips"].items():
+        b = ref.get("beat_lock") or {}
+        print(f"{style} | beat lock of {b.get('clips')} real clips | {_f(b.get('on_grid'))}")
         for kind in ("raw", "codec", "autoencoder"):
             v = ref[kind]
             print(
@@ -446,6 +475,10 @@ def main() -> None:
         help="--listen: held-out corpus wordings per style prompt's style (0: none)",
     )  # fmt: skip
     p.add_argument("--real-clips", type=int, default=4, help="--listen: real clips per style")
+    p.add_argument(
+        "--beat-clips", type=int, default=24,
+        help="--listen: real clips per style whose beat lock is the reference",
+    )  # fmt: skip
     p.add_argument("--audio-dir", type=Path, help="--listen: also write each stream as a WAV")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
