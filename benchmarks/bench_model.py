@@ -267,15 +267,16 @@ def listen_corpus(args) -> Path:
     return folder
 
 
-def real_beat_lock(records: list[dict], root: Path, style: str, bpm: float, n: int) -> dict:
+def real_beat_lock(records: list[dict], root: Path, style: str, grid: dict, n: int) -> dict:
     """Beat lock of up to ``n`` real clips of a style (their first tile, as rendered) on the
     same grid as the streams: the share the music itself reaches, so a style whose real
     clips play 16ths or swing is not asked for more on a straight eighth grid than it has."""
     clips = [r for r in records if r["style"] == style][:n]
+    bpm = grid["bpm"]
     on = total = 0
     for r in clips:
         audio, rate = read_audio(root / r["file"])
-        tile = audio[..., : round(rate * 8 * 60.0 / bpm)]
+        tile = audio[..., : round(rate * grid["tile_beats"] * 60.0 / bpm)]
         lock = listening.beat_lock(listening.strong_onsets(tile, rate), rate, bpm)
         total += lock["onsets"]
         on += round((lock["on_grid"] or 0.0) * lock["onsets"])
@@ -368,7 +369,7 @@ def listen_main(args) -> None:
             write_wav(args.audio_dir / f"{name}.wav", audio.numpy(), sr)
     real = {s: real_clip_figures(engine, records, root, s, args.real_clips) for s in sorted(wanted)}
     for s in real:
-        real[s]["beat_lock"] = real_beat_lock(records, root, s, grid["bpm"], args.beat_clips)
+        real[s]["beat_lock"] = real_beat_lock(records, root, s, grid, args.beat_clips)
     results = []
     for text, style, kind, seed, audio, took in streams:
         fig = listen_figures(audio, sr, grid)
@@ -421,9 +422,8 @@ def print_listen_table(out: dict) -> None:
     )
     head = (
         "prompt", "style", "kind", "onsets", "lock", "seam lock", "lock/real", "tempo", "flat",
-        "flat/real",
-        "tonal", "tonal/real", "bands", "bands/real", "seam dB", "tile dB", "seam oct",
-        "tile oct",
+        "flat/real", "tonal", "tonal/real", "bands", "bands/real", "seam dB", "tile dB",
+        "seam oct", "tile oct",
     )  # fmt: skip
     print(" | ".join(head))
     for r in out["streams"]:
