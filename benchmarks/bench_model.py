@@ -15,19 +15,21 @@ prompts, and a grid of prompt spectrograms. ``--rtf-only`` measures just the spe
 ``--listen`` judges what a listener hears (``jam.train.listening``) on streams rendered through
 the real producer (``App.render``: seams, crossfades and levelling included) at the model's
 defaults: beat lock on the seed loop's eighth-note grid, overall and in the beat around each
-seam, also as a ratio to the beat lock of real clips of the style (``--beat-clips``);
-spectral flatness and tonal-peak share against real clips of the same style through the codec
-(their ceiling) and through the model's autoencoder; loudness and centroid steps at
+seam, also as a ratio to the beat lock of real clips of the style (``--beat-clips``); how alike
+consecutive bars' rhythms are across seams and inside tiles (a seam off the bar line rotates the
+pattern); spectral flatness and tonal-peak share against real clips of the same style through
+the codec (their ceiling) and through the model's autoencoder; loudness and centroid steps at
 seams against the same within tiles. Prompts: :data:`STYLE_PROMPTS` and, from the corpus,
 ``--heldout-per-style`` held-out wordings of each of their styles. Without ``--corpus`` a small
-one is made with ``jam corpus`` (SoundFont renders) under ``--work``. Writes ``--out``
-(default ``docs/model_listen.json``).
+one is made with ``jam corpus`` (SoundFont renders) under ``--work``. Writes ``--out`` (default
+``docs/model_listen.json``).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import random
 import statistics
@@ -41,6 +43,7 @@ from jam.model.types import Endpoint, TileRequest, blend
 from jam.sound.files import read_audio
 from jam.sound.params import DEFAULT_MAX_VALUE
 from jam.sound.spectrogram import spectrogram_from_pixels
+from jam.stream.producer import StreamSettings
 from jam.train import listening
 from jam.train.dataset import Item, cached_tiles, tile_audio, tile_pixels
 from jam.train.evaluate import (
@@ -90,22 +93,31 @@ def timed(fn, *args):
 
 def tile_speed(engine, repeats: int = 5) -> dict:
     """Seconds per stage for one tile at the model's defaults, and the speed that makes: seconds
-    of audio per second of compute (x real time; > 1 keeps up), jam's one RTF convention."""
+    of audio per second of compute (x real time; > 1 keeps up), jam's one RTF convention.
+
+    A tile adds its own beats to a stream; its audio plays on for the fade into the next one
+    (``TileRequest.tail_beats``, as the producer asks), and the inversion time includes that."""
     seeds = engine.seeds.names() if hasattr(engine.seeds, "names") else ["four_on_floor"]
-    request = engine.request("funky bass groove with brass", seed=1, seed_image=seeds[0])
-    engine.render([request])  # warm-up: caches the prompt and seed latents like a session does
+    tail = StreamSettings().overlap_beats
+    tails = [(engine.seeds.get(seeds[0]).beats, tail)]
+
+    def request(prompt: str, seed: int) -> TileRequest:
+        r = engine.request(prompt, seed=seed, seed_image=seeds[0])
+        return dataclasses.replace(r, tail_beats=tail)
+
+    engine.render([request("funky bass groove with brass", 1)])  # warm-up: caches the prompt
     stages: dict[str, list[float]] = {"denoise": [], "decode": [], "griffin_lim": []}
     for i in range(repeats):
-        r = engine.request("funky bass groove with brass", seed=100 + i, seed_image=seeds[0])
+        r = request("funky bass groove with brass", 100 + i)
         latents, t1 = timed(engine.denoise, [r], None, None, "latent")
         images, t2 = timed(engine.decode, latents)
-        _, t3 = timed(engine.audio_from_images, images)
+        _, t3 = timed(engine.audio_from_images, images, None, None, tails)
         for k, v in zip(stages, (t1, t2, t3), strict=True):
             stages[k].append(v)
     tile_s = engine.tile_samples / engine.params.sample_rate
     median = {k: statistics.median(v) for k, v in stages.items()}
     total = sum(median.values())
-    _, whole = timed(engine.render, [engine.request("lo-fi hip hop", seed=7)])
+    _, whole = timed(engine.render, [request("lo-fi hip hop", 7)])
     return {
         "tile_seconds": tile_s,
         "stage_seconds": median,
@@ -219,8 +231,8 @@ def save_strip(images, labels: list[str], path: Path, columns: int = 4) -> None:
 
 def stream_grid(app) -> dict:
     """Where a stream's beats and seams fall, from the seed loop and the stream settings: tile
-    ``k`` starts ``k`` slots in, each slot ``beats - overlap_beats`` beats (as
-    ``Timeline.slot_start`` places them), and fades in over the overlap."""
+    ``k`` starts ``k`` slots in, each slot ``beats`` beats (as ``Timeline.slot_start`` places
+    them: every tile plays on for the overlap), and fades in over the overlap."""
     loop = app.seeds.get(app.defaults.seed_image)
     length = loop.audio.shape[-1]
     beat = length / loop.beats
@@ -231,7 +243,7 @@ def stream_grid(app) -> dict:
         "tile_beats": loop.beats,
         "overlap_beats": overlap,
         "beat_samples": beat,
-        "slot_samples": round((loop.beats - overlap) * beat),
+        "slot_samples": round(loop.beats * beat),
         "fade_samples": round(overlap * beat),
     }
 
@@ -249,6 +261,7 @@ def listen_figures(audio: torch.Tensor, sr: int, grid: dict) -> dict:
     controls = listening.control_positions(seams, beat, fade, window, n)
     return {
         "beat_lock": lock,
+        "bars": listening.bar_similarity(audio, sr, grid["bpm"], origin=0, seams=seams),
         "tempo_heard_bpm": listening.dominant_tempo(audio, sr),
         "tonal": listening.tonal_sharpness(audio, sr),
         "seams": listening.seam_steps(audio, sr, seams, controls, window, gap=fade),
@@ -270,17 +283,27 @@ def listen_corpus(args) -> Path:
 def real_beat_lock(records: list[dict], root: Path, style: str, grid: dict, n: int) -> dict:
     """Beat lock of up to ``n`` real clips of a style (their first tile, as rendered) on the
     same grid as the streams: the share the music itself reaches, so a style whose real
-    clips play 16ths or swing is not asked for more on a straight eighth grid than it has."""
+    clips play 16ths or swing is not asked for more on a straight eighth grid than it has.
+    Also how alike their two bars are (``bar_similarity``): a floor for what a groove's bars
+    reach, as the first bar starts from silence (its downbeat has nothing to rise from)."""
     clips = [r for r in records if r["style"] == style][:n]
     bpm = grid["bpm"]
     on = total = 0
+    bars = []
     for r in clips:
         audio, rate = read_audio(root / r["file"])
         tile = audio[..., : round(rate * grid["tile_beats"] * 60.0 / bpm)]
         lock = listening.beat_lock(listening.strong_onsets(tile, rate), rate, bpm)
         total += lock["onsets"]
         on += round((lock["on_grid"] or 0.0) * lock["onsets"])
-    return {"clips": len(clips), "onsets": total, "on_grid": on / total if total else None}
+        if (alike := listening.bar_similarity(tile, rate, bpm)["within"]) is not None:
+            bars.append(alike)
+    return {
+        "clips": len(clips),
+        "onsets": total,
+        "on_grid": on / total if total else None,
+        "bar_similarity": statistics.fmean(bars) if bars else None,
+    }
 
 
 @torch.inference_mode()
@@ -421,7 +444,8 @@ def print_listen_table(out: dict) -> None:
         f" {_f(out['streams'][0]['beat_lock']['chance'] if out['streams'] else None)}"
     )
     head = (
-        "prompt", "style", "kind", "onsets", "lock", "seam lock", "lock/real", "tempo", "flat",
+        "prompt", "style", "kind", "onsets", "lock", "seam lock", "lock/real", "bars seam",
+        "bars tile", "tempo", "flat",
         "flat/real", "tonal", "tonal/real", "bands", "bands/real", "seam dB", "tile dB",
         "seam oct", "tile oct",
     )  # fmt: skip
@@ -433,7 +457,7 @@ def print_listen_table(out: dict) -> None:
             r["prompt"][:44], r["style"], r["kind"], str(lock["onsets"]), _f(lock["on_grid"]),
             _f(lock["on_grid_near_seams"]),
             _f((r.get("beat_lock_vs_real") or {}).get("on_grid")),
-            _f(r["tempo_heard_bpm"], ".0f"),
+            _f(r["bars"]["across"]), _f(r["bars"]["within"]), _f(r["tempo_heard_bpm"], ".0f"),
             _f(t["flatness"], ".4f"), _f(vs.get("flatness")), _f(t["tonal_share"]),
             _f(vs.get("tonal_share")), _f(t["tonal_share_bands"]),
             _f(vs.get("tonal_share_bands")), _f(sm["loudness_step_db_seams"]),
@@ -444,7 +468,10 @@ def print_listen_table(out: dict) -> None:
     print("real clips (mean over clips): style | kind | flatness | tonal | tonal bands")
     for style, ref in out["real_clips"].items():
         b = ref.get("beat_lock") or {}
-        print(f"{style} | beat lock of {b.get('clips')} real clips | {_f(b.get('on_grid'))}")
+        print(
+            f"{style} | beat lock of {b.get('clips')} real clips | {_f(b.get('on_grid'))}"
+            f" | bars alike {_f(b.get('bar_similarity'))}"
+        )
         for kind in ("raw", "codec", "autoencoder"):
             v = ref[kind]
             print(
@@ -574,7 +601,7 @@ def main() -> None:
             "adherence": acc,
             "ratio_to_real": acc / ref_acc,
             "adherence_ae_judge": acc_ae,
-            "ratio_to_real_ae_judge": acc_ae / ae_acc,
+            "ratio_to_real_ae_judge": acc_ae / ae_acc if ae_acc else None,
             "raw_judge_predictions": predicted_counts(clf, px),
             "seconds_per_tile": (time.perf_counter() - t0) / len(texts),
             "examples": texts[:6],

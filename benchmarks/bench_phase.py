@@ -4,9 +4,10 @@ over their overlap (a slot's tile in the stream, since issue 16 item 4).
 
     OMP_NUM_THREADS=1 python benchmarks/bench_phase.py [--threads 1] [--out FILE.json]
 
-Tiles are placed as the stream places them (the second starts ``beats - overlap`` beats into
-the first, here 7 of 8) and joined with an equal-power crossfade over the overlap (a cold
-seam's). For each pair it prints the second tile's spectral convergence (dB, lower is better;
+Tiles are placed as the stream places them (the first plays on past its ``beats`` for the
+overlap, its last bar again: ``jam.sound.tempo.loop_tail``; the second starts on the first's
+next bar line, here 8 beats in) and joined with an equal-power crossfade over the overlap (a
+cold seam's). For each pair it prints the second tile's spectral convergence (dB, lower is better;
 over the whole tile and over the overlap frames), the correlation of the two tiles' waveforms
 over the overlap (0: unrelated; below 0 they partly cancel in the crossfade; 1: coherent), the
 crossfade's level against the beats around it (equal power, equal gain, which suits identical
@@ -53,6 +54,7 @@ from jam.sound.mixing import coherent_weights, correlation
 from jam.sound.params import DEFAULT_MAX_VALUE, SpectrogramParams
 from jam.sound.phase import carried_phase, griffin_lim, spectral_convergence
 from jam.sound.spectrogram import converter, pixels_from_spectrogram, spectrogram_from_pixels
+from jam.sound.tempo import loop_frames, loop_tail
 from jam.stream.controls import Controls, SessionState, next_request
 from jam.stream.producer import Producer, StreamSettings, TileImage
 from jam.stream.timeline import Placed, Transition
@@ -90,6 +92,8 @@ def generated_pair(engine: Engine, prompt: str, seed: int) -> tuple[torch.Tensor
         pixels = images.to(torch.float32).movedim(1, -1) * 255
         p = engine.params
         mel = spectrogram_from_pixels(pixels, p.power_for_image, DEFAULT_MAX_VALUE, p.stereo)
+        if request is first:  # it plays on for the overlap, as a stream tile does
+            mel = loop_tail(mel, TILE_BEATS, OVERLAP_BEATS)
         mags.append(engine.converter.linear_from_mel(mel)[0, 0])
     return mags[0], mags[1]
 
@@ -142,13 +146,13 @@ def pair_figures(
     args = (win, p.n_fft, p.hop_length, p.num_griffin_lim_iters, p.griffin_lim_momentum)
     length = p.num_samples(WIDTH)
     beat = length / TILE_BEATS
-    slot, fade = round((TILE_BEATS - OVERLAP_BEATS) * beat), round(OVERLAP_BEATS * beat)
+    slot, fade = length, round(OVERLAP_BEATS * beat)  # b starts on a's next bar line
     fade_frames = fade // p.hop_length + 1
 
     def gen(k: int) -> torch.Generator:
         return torch.Generator().manual_seed(seed * 10 + k)
 
-    audio_a = griffin_lim(mag_a, *args, length=length, generator=gen(0))
+    audio_a = griffin_lim(mag_a, *args, length=p.num_samples(mag_a.shape[-1]), generator=gen(0))
     init = carried_phase(audio_a, slot, mag_b.shape[-1], win, p.n_fft, p.hop_length, 0, fade_frames)
     warm_frames = int((init.abs().sum(0) > 0).sum())
     out: dict = {"warm_frames": warm_frames, "overlap_frames": fade_frames}
@@ -209,8 +213,8 @@ def real_sources(params: SpectrogramParams) -> dict[str, torch.Tensor]:
 
 def real_pair(audio: torch.Tensor, params: SpectrogramParams, riffusion: bool):
     length = params.num_samples(WIDTH)
-    slot = round((TILE_BEATS - OVERLAP_BEATS) * length / TILE_BEATS)
-    a, b = audio[:length], audio[slot : slot + length]
+    a = audio[: params.num_samples(loop_frames(WIDTH, TILE_BEATS, OVERLAP_BEATS))]
+    b = audio[length : 2 * length]  # on a's next bar line: the real music plays on under both
     return codec_linear(a, params, riffusion), codec_linear(b, params, riffusion)
 
 

@@ -16,7 +16,7 @@ from jam.app import App
 from jam.model.folder import ModelDefaults
 from jam.model.types import Blend, RenderedTile, Renderer, TileRequest
 from jam.seeds.library import SeedLibrary
-from jam.sound.tempo import stretched_width
+from jam.sound.tempo import loop_audio, loop_frames, stretched_width
 from jam.stream.producer import StreamSettings
 
 
@@ -41,7 +41,8 @@ class StandinRenderer:
     def _render(self, request: TileRequest) -> RenderedTile:
         seed = self.seeds.get(request.seed_image)
         rate = self.seeds.params.sample_rate
-        t = torch.arange(seed.audio.shape[-1]) / rate
+        loop = loop_audio(seed.audio, seed.beats, request.tail_beats)  # as the engine plays on
+        t = torch.arange(loop.shape[-1]) / rate
         a = request.alpha
 
         def tone_of(prompts: Blend) -> torch.Tensor:  # one tone per prompt, mixed by weight
@@ -50,12 +51,17 @@ class StandinRenderer:
             )
 
         tone = (1 - a) * tone_of(request.start.prompts) + a * tone_of(request.end.prompts)
-        audio = 0.5 * seed.audio + 0.2 * tone.to(seed.audio.dtype)
+        audio = 0.5 * loop + 0.2 * tone.to(loop.dtype)
+        body = seed.audio.shape[-1]  # the samples the tile's own beats span
         if request.bpm is not None:  # the engine stretches the spectrogram; this, the audio
             width = stretched_width(self.seeds.width, seed.bpm, request.bpm)
-            n = self.seeds.params.num_samples(width)
+            body = self.seeds.params.num_samples(width)
+            n = self.seeds.params.num_samples(loop_frames(width, seed.beats, request.tail_beats))
             audio = torch.nn.functional.interpolate(audio[None], size=n, mode="linear")[0]
-        return RenderedTile(request, audio.contiguous(), seed.image, seconds=self.delay)
+        tail = audio.shape[-1] - body
+        return RenderedTile(
+            request, audio.contiguous(), seed.image, seconds=self.delay, tail_samples=tail
+        )
 
 
 def standin_app(

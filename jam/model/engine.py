@@ -37,7 +37,7 @@ from jam.model.types import (
 from jam.seeds.library import SeedLibrary
 from jam.sound.phase import carried_phase
 from jam.sound.spectrogram import DEFAULT_MAX_VALUE, converter, spectrogram_from_pixels
-from jam.sound.tempo import stretch_time, stretched_width
+from jam.sound.tempo import loop_tail, stretch_time, stretched_width
 
 log = logging.getLogger(__name__)
 
@@ -248,32 +248,40 @@ class Engine:
         images: torch.Tensor,
         widths: Sequence[int] | None = None,
         continuations: Sequence[Continuation | None] | None = None,
+        tails: Sequence[tuple[int, int]] | None = None,
     ) -> list[torch.Tensor]:
         """Float audio ``(channels, samples)`` per diffusion output image in [0, 1]; with
         ``widths``, each spectrogram is first stretched to that many frames (its tempo); with
-        ``continuations``, each tile given one starts its Griffin-Lim from that audio's phase
-        (the rest from random phase, exactly as without)."""
+        ``tails`` (``(beats, tail_beats)`` per image), it then plays on from its start for
+        ``tail_beats`` of its ``beats`` (:func:`loop_tail`); with ``continuations``, each tile
+        given one starts its Griffin-Lim from that audio's phase (the rest from random phase,
+        exactly as without)."""
         pixels = images.to(torch.float32).movedim(1, -1) * 255
         mel = spectrogram_from_pixels(
             pixels, self.params.power_for_image, DEFAULT_MAX_VALUE, self.params.stereo
         )
         native = mel.shape[-1]
         widths = [native] * len(mel) if widths is None else list(widths)
+        tails = [(1, 0)] * len(mel) if tails is None else list(tails)
+        spectra = [
+            loop_tail(stretch_time(m, w), beats, tail)
+            for m, w, (beats, tail) in zip(mel, widths, tails, strict=True)
+        ]
         carried = [None] * len(mel) if continuations is None else list(continuations)
         phases = [
-            None if c is None else self.starting_phase(c, w)
-            for c, w in zip(carried, widths, strict=True)
+            None if c is None else self.starting_phase(c, s.shape[-1])
+            for c, s in zip(carried, spectra, strict=True)
         ]
         audio_from = self.converter.audio_from_spectrogram
-        if all(w == native for w in widths):  # one batched inversion
+        frames = {s.shape[-1] for s in spectra}
+        if len(frames) == 1:  # one batched inversion
+            batch = torch.stack(spectra)
             if all(p is None for p in phases):
-                return list(audio_from(mel))
-            shape = (*mel.shape[1:-2], self.params.n_fft // 2 + 1, native)
+                return list(audio_from(batch))
+            shape = (*mel.shape[1:-2], self.params.n_fft // 2 + 1, frames.pop())
             zero = torch.zeros(shape, dtype=torch.complex64, device=self.converter.device)
-            return list(audio_from(mel, torch.stack([zero if p is None else p for p in phases])))
-        return [
-            audio_from(stretch_time(m, w), p) for m, w, p in zip(mel, widths, phases, strict=True)
-        ]
+            return list(audio_from(batch, torch.stack([zero if p is None else p for p in phases])))
+        return [audio_from(s, p) for s, p in zip(spectra, phases, strict=True)]
 
     def starting_phase(self, continuation: Continuation, frames: int) -> torch.Tensor:
         """The phase ``(channels, n_fft // 2 + 1, frames)`` a ``frames``-frame tile starts from:
@@ -315,13 +323,15 @@ class Engine:
             images = self.decode(latents)
             stop_if(cancelled)
             widths = [self.width_for(r) for r in batch]
-            audio = self.audio_from_images(images, widths, [r.continuation for r in batch])
+            tails = [(self.seeds.get(r.seed_image).beats, r.tail_beats) for r in batch]
+            audio = self.audio_from_images(images, widths, [r.continuation for r in batch], tails)
             pictures = (images.to(torch.float32) * 255).round().to(torch.uint8).movedim(1, -1).cpu()
             seconds = (time.perf_counter() - t0) / len(batch)
             for j, i in enumerate(indices):
                 picture = Image.fromarray(pictures[j].numpy(), mode="RGB")
                 warm = requests[i].continuation is not None
-                out[i] = RenderedTile(requests[i], audio[j].cpu(), picture, seconds, warm)
+                tail = audio[j].shape[-1] - self.params.num_samples(widths[j])
+                out[i] = RenderedTile(requests[i], audio[j].cpu(), picture, seconds, warm, tail)
         return out  # type: ignore[return-value]
 
     def request(

@@ -24,8 +24,8 @@ class Admission:
 
     max_sessions: int = 16
     per_client: int = 4
-    # 30% spare on what the stream needs: a tile's audio holds its overlap beat too (8 beats
-    # for 7 of advance), so sessions need 7/8 x real time and 1.3 x 8/7 = 1.5 of measured speed
+    # 30% spare on what the stream needs: a tile's audio holds its overlap beat too (9 beats
+    # for 8 of advance), so sessions need 8/9 x real time and 1.3 x 9/8 = 1.5 of measured speed
     headroom: float = 1.5
 
     def check(

@@ -28,6 +28,7 @@ from PIL import Image
 from jam.model.types import Continuation, RenderedTile, Renderer, TileRequest
 from jam.seeds.library import SeedLibrary
 from jam.sound.mixing import follow_gain_db, level_and_limit, rms_db
+from jam.sound.tempo import loop_audio
 from jam.stream.controls import (
     Controls,
     SessionState,
@@ -152,11 +153,10 @@ class Producer:
 
     async def stream(self) -> AsyncIterator[Chunk | TileImage | RenderFailure]:
         try:
-            plan = _Plan(first_request(self.state))
-            self._ask(plan)
-            assert self.pending is not None
+            self._ask(_Plan(first_request(self.state)))
+            assert self.pending is not None and self.plan is not None
             render, self.pending = self.pending, None
-            tile = await self._rendered(render, plan)
+            tile = await self._rendered(render, self.plan)
             first = self._place(tile, start=self._first_start())
             self.pos = first.start
             self.timeline = Timeline(first, self.settings.overlap_beats)
@@ -269,6 +269,12 @@ class Producer:
         return _Plan(request, True, 1, steps, fade, 0, self.state.version, self.heard, target=c)
 
     def _ask(self, plan: _Plan) -> None:
+        # every tile plays on over the fade into the next one, so that one starts on a bar line
+        tail = self.settings.overlap_beats
+        if plan.request.tail_beats != tail:
+            plan = dataclasses.replace(
+                plan, request=dataclasses.replace(plan.request, tail_beats=tail)
+            )
         self.plan = plan
         self._asked_at = asyncio.get_running_loop().time()
         self.pending = asyncio.create_task(
@@ -325,9 +331,13 @@ class Producer:
         self._failures.append(RenderFailure(reason, self.failures_in_row))
         if self.timeline is not None:
             last = self.timeline.last.tile
-            return RenderedTile(plan.request, last.audio, last.image)
+            return RenderedTile(
+                plan.request, last.audio, last.image, tail_samples=last.tail_samples
+            )
         seed = self.seeds.get(plan.request.seed_image)
-        return RenderedTile(plan.request, seed.audio, seed.image)
+        audio = loop_audio(seed.audio, seed.beats, plan.request.tail_beats)
+        tail = audio.shape[-1] - seed.audio.shape[-1]
+        return RenderedTile(plan.request, audio, seed.image, tail_samples=tail)
 
     async def _put(self, rendered: RenderedTile, plan: _Plan) -> list[Chunk | TileImage]:
         """Place a finished tile; a change is spliced in, re-sending what it alters."""
@@ -378,7 +388,7 @@ class Producer:
             "seconds": round(placed.tile.seconds, 3),
             "beats": placed.beats,
             "fade_start": placed.fade_start,
-            "samples": placed.length,
+            "samples": placed.length - placed.tile.tail_samples,  # what the image spans
         }
         if splice is not None and splice < self.pos:
             meta["splice"] = splice

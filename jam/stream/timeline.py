@@ -48,7 +48,13 @@ class Placed:
 
     @property
     def beat_len(self) -> float:
-        return self.length / self.beats
+        return (self.length - self.tile.tail_samples) / self.beats
+
+    @property
+    def tail_beats(self) -> int:
+        """Beats its audio plays on past its last bar (its start again), for the next tile's
+        fade: that tile's downbeat then falls on this one's bar line."""
+        return self.tile.request.tail_beats
 
     @property
     def end(self) -> int:
@@ -138,8 +144,11 @@ class Timeline:
         return self.entries[-1].tile
 
     def slot_start(self, tile: Placed) -> int:
-        """Where ``tile``'s successor begins: overlapping its last ``overlap_beats`` beats."""
-        return tile.start + round((tile.beats - self.overlap_beats) * tile.beat_len)
+        """Where ``tile``'s successor begins: overlapping its last ``overlap_beats`` beats
+        (a tile whose tail covers the overlap is followed on its next bar line)."""
+        return tile.start + round(
+            (tile.beats + tile.tail_beats - self.overlap_beats) * tile.beat_len
+        )
 
     def all_started(self, pos: int) -> bool:
         """Whether the last tile's slot has begun (then the next one may be asked for)."""

@@ -8,6 +8,8 @@ seam or notes smeared into noise. These measures work on the audio itself (``(sa
   ±40 ms of the stream's eighth-note grid, overall and only in the beats around seams;
 - *tonal sharpness* (:func:`tonal_sharpness`): spectral flatness (noise is flat, notes are not)
   and the share of energy in narrow spectral peaks (harmonic lines), both up to 8 kHz;
+- *bar continuity* (:func:`bar_similarity`): how alike consecutive bars' rhythms are, across
+  seams against inside tiles (a seam off the bar line rotates the pattern);
 - *seam continuity* (:func:`seam_steps`): loudness and spectral-centroid steps across seams,
   against the same steps at positions inside tiles.
 
@@ -159,6 +161,59 @@ def beat_lock(
         "on_grid_near_seams": float(on[near].mean()) if near.any() else None,
         "chance": min(1.0, 2 * tolerance_s * sample_rate / step),
     }
+
+
+def bar_similarity(
+    audio,
+    sample_rate: int,
+    bpm: float,
+    origin: float = 0.0,
+    seams: Sequence[float] | np.ndarray = (),
+    bar_beats: int = 4,
+    bins_per_beat: int = 4,
+) -> dict[str, float | int | None]:
+    """How alike each bar's rhythm is to the bar before it, on the stream's bar grid.
+
+    Each bar from ``origin`` (``bar_beats`` beats at ``bpm``) becomes a profile of its onset
+    strength (:func:`onset_envelope`) in ``bins_per_beat`` bins a beat; a pair of consecutive
+    bars scores the correlation of their profiles. A groove repeats from bar to bar, so pairs
+    inside a tile score high; a seam that restarts the pattern off the bar line (the next
+    tile's downbeat a beat early) rotates the bar after it and scores low, though every onset
+    may still be on the eighth grid. ``across``: pairs with a seam inside their span (more
+    than half a beat from its ends); ``within``: the rest; ``ratio``: across over within (1:
+    seams keep the bars). A share is None when no pair has a profile to correlate.
+    """
+    env, rate = onset_envelope(audio, sample_rate)
+    bar = bar_beats * 60.0 * rate / bpm  # frames
+    first = origin / sample_rate * rate
+    bins = bar_beats * bins_per_beat
+    n = math.floor((env.size - first) / bar)
+    total = np.concatenate([[0.0], np.cumsum(env)])
+    profiles = []
+    for k in range(n):
+        edges = np.round(first + bar * (k + np.arange(bins + 1) / bins)).astype(int)
+        edges = edges.clip(0, env.size)
+        profiles.append(total[edges[1:]] - total[edges[:-1]])
+    s = np.asarray(seams, dtype=np.float64) / sample_rate * rate
+    margin = 0.5 / bar_beats  # half a beat, in bars
+    within, across = [], []
+    for k in range(1, n):
+        a, b = profiles[k - 1], profiles[k]
+        if a.std() == 0 or b.std() == 0:
+            continue
+        r = float(np.corrcoef(a, b)[0, 1])
+        # a seam on the pair's outer bar lines belongs to the pair before or after
+        lo, hi = first + (k - 1 + margin) * bar, first + (k + 1 - margin) * bar
+        (across if ((s > lo) & (s < hi)).any() else within).append(r)
+
+    def mean(v: list[float]) -> float | None:
+        return float(np.mean(v)) if v else None
+
+    out = {"pairs_within": len(within), "pairs_across": len(across)}
+    out |= {"within": mean(within), "across": mean(across)}
+    w, a = out["within"], out["across"]
+    out["ratio"] = a / w if a is not None and w else None
+    return out
 
 
 def dominant_tempo(audio, sample_rate: int, lo_bpm: float = 70.0, hi_bpm: float = 180.0) -> float:

@@ -20,7 +20,7 @@ from jam.model.types import (
     blend,
 )
 from jam.sound.mixing import correlation
-from jam.sound.tempo import stretched_width
+from jam.sound.tempo import loop_frames, stretched_width
 from jam.stream.controls import next_request
 
 
@@ -242,6 +242,37 @@ def test_a_tempo_stretches_the_tile_and_a_blend_mixes_the_prompts_embeddings(tin
     expected = 0.5 * e.embed("warm pads") + 0.5 * e.embed("hard drums")
     torch.testing.assert_close(mixed, expected)
     torch.testing.assert_close(e.embed_blend(blend("warm pads")), e.embed("warm pads"))
+
+
+@pytest.mark.parametrize("speed", [None, 1.25], ids=["seed tempo", "stretched"])
+def test_a_tile_with_a_tail_plays_its_last_bar_again_past_its_image(tiny_engine, speed):
+    e = tiny_engine
+    loop = e.seeds.get(e.defaults.seed_image)
+    bpm = None if speed is None else loop.bpm * speed
+    plain = e.request("warm pads", seed=3, bpm=bpm)
+    tailed = dataclasses.replace(plain, tail_beats=1)
+    assert tailed != plain  # it sounds different: part of what the tile is
+    torch.manual_seed(0)
+    a, b = e.render([plain, tailed])
+    width = e.width_for(plain)
+    assert a.tail_samples == 0 and a.audio.shape[-1] == e.params.num_samples(width)
+    assert b.audio.shape[-1] == e.params.num_samples(loop_frames(width, loop.beats, 1))
+    assert b.tail_samples == b.audio.shape[-1] - a.audio.shape[-1]
+    assert abs(b.tail_samples - a.audio.shape[-1] / loop.beats) <= e.params.hop_length
+    # what it plays there is the last bar's first beat: its spectrogram, not the first bar's
+    mel = e.converter.spectrogram_from_audio
+    hop, beat = e.params.hop_length, b.tail_samples
+    bar = round(a.audio.shape[-1] * (loop.beats - 4) / loop.beats)
+
+    def db(x: torch.Tensor) -> torch.Tensor:
+        return 10 * torch.log10(mel(x).clamp(min=1e-6))
+
+    tail = db(b.audio[:, -beat + 4 * hop : -4 * hop])
+    again = db(a.audio[:, bar + 4 * hop : bar + beat - 4 * hop])
+    first = db(a.audio[:, 4 * hop : beat - 4 * hop])
+    n = min(x.shape[-1] for x in (tail, again, first))
+    near, far = ((tail[..., :n] - x[..., :n]).abs().mean() for x in (again, first))
+    assert near < 0.7 * far, (float(near), float(far))
 
 
 @pytest.mark.parametrize("speed", [None, 1.25], ids=["seed tempo", "stretched"])

@@ -14,6 +14,7 @@ import torch
 from jam.model.device_queue import DeviceQueue
 from jam.model.types import RenderedTile, Renderer, TileRequest
 from jam.sound.mixing import correlation, equal_power_weights
+from jam.sound.tempo import BAR_BEATS
 from jam.stream.controls import Controls, SessionState
 from jam.stream.producer import Chunk, Producer, StreamSettings, TileImage
 from jam.stream.timeline import Placed, Transition
@@ -101,16 +102,17 @@ def test_chunks_are_contiguous_and_numbered(steady):
     assert offsets == list(np.cumsum([0] + [c.audio.shape[-1] for c in chunks[:-1]]))
 
 
-def test_every_tile_starts_on_the_first_tiles_beat_grid(steady):
+def test_every_tile_starts_on_a_bar_line_of_the_first_tiles_grid(steady):
     engine, _, tiles, _ = steady
     assert len(tiles) >= 5
     beat = beat_len(engine)
     for t in tiles:
-        beats = t.offset / beat
-        assert abs(beats - round(beats)) * beat <= 1.0, f"tile {t.tile} starts off the grid"
-    # successive tiles overlap by exactly one beat
+        bars = (t.offset - tiles[0].offset) / (BAR_BEATS * beat)
+        assert abs(bars - round(bars)) * BAR_BEATS * beat <= 1.0, f"tile {t.tile} is off the bars"
+    # each tile plays all its bars: the next one fades in over the beat it plays on past them
     gaps = np.diff([t.offset for t in tiles]) / beat
-    np.testing.assert_allclose(gaps, engine.seeds.get("four_on_floor").beats - 1, atol=1 / beat)
+    np.testing.assert_allclose(gaps, engine.seeds.get("four_on_floor").beats, atol=1 / beat)
+    assert all(t.meta["samples"] == engine.tile_samples for t in tiles)
 
 
 def seam_windows(tiles, beat: float, total: int) -> np.ndarray:
@@ -214,7 +216,7 @@ def seams(tiny_engine) -> dict[str, tuple[dict[int, tuple[Placed, Transition]], 
 
         async def run(producer=producer, queue=queue, kept=kept):
             try:
-                return await collect(producer, 20.0, seams=kept)
+                return await collect(producer, 24.0, seams=kept)
             finally:
                 await queue.close()
 

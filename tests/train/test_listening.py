@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from jam.train.listening import (
+    bar_similarity,
     beat_lock,
     control_positions,
     dominant_tempo,
@@ -119,6 +120,41 @@ def test_near_seam_lock_counts_only_the_beat_around_each_seam():
 def test_beat_lock_of_no_onsets_is_none():
     lock = beat_lock(np.zeros(0), SR, BPM, seams=[SR])
     assert (lock["onsets"], lock["on_grid"], lock["on_grid_near_seams"]) == (0, None, None)
+
+
+def tiled_groove(slot_beats: int, tiles: int = 6) -> tuple[np.ndarray, list[float]]:
+    """Tiles of a two-bar groove over a quiet hiss (a loud kick on 1 and the and of 3, a snare
+    on 2 and 4, soft hats on the other eighths), each tile's downbeat ``slot_beats`` beats
+    after the last's: 8 keeps the bars, 7 is a fade over each tile's last beat (the next
+    downbeat comes a beat early)."""
+    beat_s = 60 / BPM
+    seconds = tiles * slot_beats * beat_s + 1.0
+    hits: dict[float, list[float]] = {1.0: [], 0.4: [], 0.05: []}
+    for t in range(tiles):
+        t0 = t * slot_beats * beat_s
+        for e in range(2 * min(8, slot_beats)):  # eighths
+            gain = 1.0 if e % 8 in (0, 5) else 0.4 if e % 4 == 2 else 0.05
+            hits[gain].append(t0 + e * beat_s / 2)
+    x = sum(clicks(np.array(v), seconds, g, i) for i, (g, v) in enumerate(hits.items()))
+    x = x + 0.002 * np.random.default_rng(9).standard_normal(x.size)
+    seams = [t * slot_beats * beat_s * SR for t in range(1, tiles)]
+    return x, seams
+
+
+def test_bars_stay_alike_across_seams_on_bar_lines_and_not_across_seams_a_beat_early():
+    on_bars = bar_similarity(tiled_groove(8)[0], SR, BPM, seams=tiled_groove(8)[1])
+    early = bar_similarity(tiled_groove(7)[0], SR, BPM, seams=tiled_groove(7)[1])
+    assert on_bars["pairs_across"] >= 5 and early["pairs_across"] >= 5
+    assert on_bars["within"] > 0.8 and on_bars["across"] > 0.9 and on_bars["ratio"] > 0.95
+    assert early["across"] < 0.6
+    # while every onset of either stream is on the eighth grid
+    for audio, _ in (tiled_groove(8), tiled_groove(7)):
+        assert beat_lock(strong_onsets(audio, SR), SR, BPM)["on_grid"] == 1.0
+
+
+def test_bar_similarity_of_silence_has_no_pairs():
+    out = bar_similarity(np.zeros(10 * SR), SR, BPM, seams=[SR * 4.0])
+    assert out["within"] is None and out["across"] is None and out["ratio"] is None
 
 
 def test_the_tempo_heard_is_the_beat_of_a_groove_not_its_eighths():
