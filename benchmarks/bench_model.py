@@ -14,7 +14,8 @@ prompts, and a grid of prompt spectrograms. ``--rtf-only`` measures just the spe
 
 ``--listen`` judges what a listener hears (``jam.train.listening``) on streams rendered through
 the real producer (``App.render``: seams, crossfades and levelling included) at the model's
-defaults: beat lock on the seed loop's eighth-note grid, overall and in the beat around each
+defaults, each at the tempo a session would play it (the style's its prompt names; ``--seed-tempo``:
+the seed loop's): beat lock on the stream's eighth-note grid, overall and in the beat around each
 seam, also as a ratio to the beat lock of real clips of the style (``--beat-clips``); how alike
 consecutive bars' rhythms are across seams and inside tiles (a seam off the bar line rotates the
 pattern); spectral flatness and tonal-peak share against real clips of the same style through
@@ -43,6 +44,7 @@ from jam.model.types import Endpoint, TileRequest, blend
 from jam.sound.files import read_audio
 from jam.sound.params import DEFAULT_MAX_VALUE
 from jam.sound.spectrogram import spectrogram_from_pixels
+from jam.sound.tempo import stretched_width
 from jam.stream.producer import StreamSettings
 from jam.train import listening
 from jam.train.dataset import Item, cached_tiles, tile_audio, tile_pixels
@@ -229,21 +231,24 @@ def save_strip(images, labels: list[str], path: Path, columns: int = 4) -> None:
 # --- what a listener hears (--listen) --------------------------------------------------------
 
 
-def stream_grid(app) -> dict:
-    """Where a stream's beats and seams fall, from the seed loop and the stream settings: tile
-    ``k`` starts ``k`` slots in, each slot ``beats`` beats (as ``Timeline.slot_start`` places
-    them: every tile plays on for the overlap), and fades in over the overlap."""
+def stream_grid(app, bpm: float | None = None) -> dict:
+    """Where a stream's beats and seams fall, from the seed loop, the tempo it plays at (None:
+    the loop's own) and the stream settings: tile ``k`` starts ``k`` slots in, each slot the
+    tile's ``beats`` (as ``Timeline.slot_start`` places them: every tile plays on for the
+    overlap), its length the stretched spectrogram's, and fades in over the overlap."""
     loop = app.seeds.get(app.defaults.seed_image)
-    length = loop.audio.shape[-1]
-    beat = length / loop.beats
+    slot = loop.audio.shape[-1]
+    if bpm is not None and bpm != loop.bpm:
+        slot = app.seeds.params.num_samples(stretched_width(app.defaults.tile_width, loop.bpm, bpm))
+    beat = slot / loop.beats
     overlap = app.stream_settings.overlap_beats
     return {
         "seed_image": loop.name,
-        "bpm": loop.bpm,
+        "bpm": 60.0 * app.sample_rate / beat,
         "tile_beats": loop.beats,
         "overlap_beats": overlap,
         "beat_samples": beat,
-        "slot_samples": round(loop.beats * beat),
+        "slot_samples": slot,
         "fade_samples": round(overlap * beat),
     }
 
@@ -339,15 +344,19 @@ def ratios(gen: dict, real: dict) -> dict:
     return {k: gen[k] / real[k] if real[k] else None for k in real if k in gen}
 
 
-async def render_streams(app, prompts: list[tuple[str, str, str]], seconds: float):
-    """Each prompt's stream through ``App.render`` (the producer a session uses), seed = index."""
+async def render_streams(
+    app, prompts: list[tuple[str, str, str]], seconds: float, bpm: float | None = None
+):
+    """Each prompt's stream through ``App.render`` (the producer a session uses), seed = index,
+    at ``bpm`` (None: the tempo the app picks for the prompt, as for a new session)."""
     from jam.app import RenderRequest
 
     streams = []
     try:
         for i, (text, style, kind) in enumerate(prompts):
             t0 = time.perf_counter()
-            audio = await app.render(RenderRequest(blend(text), seconds=seconds, seed=i))
+            request = RenderRequest(blend(text), seconds=seconds, seed=i, bpm=bpm)
+            audio = await app.render(request)
             took = time.perf_counter() - t0
             print(f"  rendered {seconds:g} s of {text!r} in {took:.1f} s", flush=True)
             streams.append((text, style, kind, i, audio, took))
@@ -382,7 +391,8 @@ def listen_main(args) -> None:
         )
         chosen += [(t, s, "heldout_wording") for t, s in held if s in wanted]
     print(f"{len(chosen)} streams of {args.seconds:g} s on {grid}", flush=True)
-    streams = asyncio.run(render_streams(app, chosen, args.seconds))
+    fixed = app.seeds.get(app.defaults.seed_image).bpm if args.seed_tempo else None
+    streams = asyncio.run(render_streams(app, chosen, args.seconds, fixed))
     if args.audio_dir is not None:  # to listen to, or look at
         from jam.sound.files import write_wav
 
@@ -395,7 +405,9 @@ def listen_main(args) -> None:
         real[s]["beat_lock"] = real_beat_lock(records, root, s, grid, args.beat_clips)
     results = []
     for text, style, kind, seed, audio, took in streams:
-        fig = listen_figures(audio, sr, grid)
+        tempo = fixed or app.defaults.tempo_for(text)
+        played = stream_grid(app, tempo)  # the real clips stay on the seed's (their own) grid
+        fig = {"grid": played} | listen_figures(audio, sr, played)
         ref = real.get(style)
         if ref and ref["clips"]:
             fig["tonal_vs_real_codec"] = ratios(fig["tonal"], ref["codec"])
@@ -445,7 +457,7 @@ def print_listen_table(out: dict) -> None:
     )
     head = (
         "prompt", "style", "kind", "onsets", "lock", "seam lock", "lock/real", "bars seam",
-        "bars tile", "tempo", "flat",
+        "bars tile", "bpm", "tempo heard", "flat",
         "flat/real", "tonal", "tonal/real", "bands", "bands/real", "seam dB", "tile dB",
         "seam oct", "tile oct",
     )  # fmt: skip
@@ -457,7 +469,8 @@ def print_listen_table(out: dict) -> None:
             r["prompt"][:44], r["style"], r["kind"], str(lock["onsets"]), _f(lock["on_grid"]),
             _f(lock["on_grid_near_seams"]),
             _f((r.get("beat_lock_vs_real") or {}).get("on_grid")),
-            _f(r["bars"]["across"]), _f(r["bars"]["within"]), _f(r["tempo_heard_bpm"], ".0f"),
+            _f(r["bars"]["across"]), _f(r["bars"]["within"]), _f(r["grid"]["bpm"], ".0f"),
+            _f(r["tempo_heard_bpm"], ".0f"),
             _f(t["flatness"], ".4f"), _f(vs.get("flatness")), _f(t["tonal_share"]),
             _f(vs.get("tonal_share")), _f(t["tonal_share_bands"]),
             _f(vs.get("tonal_share_bands")), _f(sm["loudness_step_db_seams"]),
@@ -507,6 +520,10 @@ def main() -> None:
         help="--listen: real clips per style whose beat lock is the reference",
     )  # fmt: skip
     p.add_argument("--audio-dir", type=Path, help="--listen: also write each stream as a WAV")
+    p.add_argument(
+        "--seed-tempo", action="store_true",
+        help="--listen: every stream at the seed loop's tempo (default: the style's, as a session)",
+    )  # fmt: skip
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     if args.listen:

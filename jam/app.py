@@ -27,7 +27,7 @@ from jam.cluster.worker import Worker
 from jam.model.device_queue import DeviceQueue
 from jam.model.engine import load_engine
 from jam.model.folder import DEFAULT_MODEL_DIR, ModelDefaults
-from jam.model.types import Blend, Renderer, blend
+from jam.model.types import Blend, Renderer, blend, blend_label
 from jam.seeds.library import SeedLibrary, default_seed_dir
 from jam.serve import protocol
 from jam.serve.clock import Clock, SystemClock
@@ -65,7 +65,8 @@ EXAMPLE_PROMPTS = (
 class RenderRequest:
     """``jam render``: a prompt or blend (or a glide to another) for ``seconds`` of audio.
 
-    Unset settings come from the model's defaults (``bpm``: the seed loop's own tempo);
+    Unset settings come from the model's defaults (``bpm``: the tempo of the style the prompt
+    names, else the seed loop's own);
     ``seed_image`` is a seed name or an audio file to use as one.
     """
 
@@ -147,17 +148,15 @@ class App:
     def new_state(
         self, prompt: str | None, seed_image: str | None, seed: int | None = None
     ) -> SessionState:
-        """A session's first state: the prompt (or an example) on a known seed loop."""
+        """A session's first state: the prompt (or an example) on a known seed loop, at the
+        tempo of the style it names (the seed loop's when it names none)."""
         names = self.seeds.names()
         seed_image = seed_image or self.default_seed(names)
         if seed_image not in names:
             raise ValueError(f"unknown seed image {seed_image!r}; choose one of {names}")
-        controls = Controls.start(
-            prompt or self.rng.choice(EXAMPLE_PROMPTS),
-            self.defaults,
-            seed_image,
-            self.seeds.get(seed_image).bpm,
-        )
+        prompt = prompt or self.rng.choice(EXAMPLE_PROMPTS)
+        bpm = self.defaults.tempo_for(prompt) or self.seeds.get(seed_image).bpm
+        controls = Controls.start(prompt, self.defaults, seed_image, bpm)
         return SessionState(
             controls,
             seed=self.rng.randrange(2**31) if seed is None else seed,
@@ -336,7 +335,7 @@ class App:
         d = self.defaults
         seed_image = seed_image or d.seed_image
         loop = self.seeds.get(seed_image)
-        bpm = request.bpm or loop.bpm
+        bpm = request.bpm or d.tempo_for(blend_label(request.prompts)) or loop.bpm
         controls = Controls(
             request.prompts,
             seed_image,

@@ -248,7 +248,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="a prompt of a blend (repeatable, up to 4; e.g. --prompt 'lofi:0.7' "
         "--prompt 'jazz:0.3')",
     )
-    r.add_argument("--bpm", type=float, help="tempo, 60-180 (default: the seed loop's own)")
+    r.add_argument(
+        "--bpm", type=float,
+        help="tempo, 60-180 (default: the tempo of the style the prompt names, else the seed's)",
+    )  # fmt: skip
     r.add_argument("--to", help="glide to this prompt over the length of the file")
     r.add_argument("--seconds", type=float, default=30.0)
     r.add_argument(

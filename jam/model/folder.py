@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -40,6 +41,10 @@ class ModelDefaults:
     strength: float = 0.75
     guidance: float = 7.0
     seed_image: str = "four_on_floor"
+    # The tempo its training music had, per style phrase ("deep house": 123). A model that draws
+    # every style at one image tempo (jam's) plays a style at its own: a session whose first
+    # prompt names one starts there (jam.sound.tempo stretches the tiles). None: no such table.
+    tempos: tuple[tuple[str, float], ...] = ()
 
     @classmethod
     def load(cls, folder: Path) -> ModelDefaults:
@@ -50,10 +55,39 @@ class ModelDefaults:
         known = {f.name for f in fields(cls)}
         if unknown := set(values) - known:
             raise ModelError(f"{path}: unknown settings {sorted(unknown)}; known: {sorted(known)}")
+        if "tempos" in values:
+            values["tempos"] = _tempos(values["tempos"], path)
         return cls(**values)
 
     def save(self, folder: Path) -> None:
-        (folder / DEFAULTS_FILENAME).write_text(json.dumps(asdict(self), indent=2) + "\n")
+        values = asdict(self) | {"tempos": dict(self.tempos)}
+        if not self.tempos:
+            del values["tempos"]
+        (folder / DEFAULTS_FILENAME).write_text(json.dumps(values, indent=2) + "\n")
+
+    def tempo_for(self, prompt: str) -> float | None:
+        """The tempo of the style ``prompt`` names: the longest phrase of :attr:`tempos` in it,
+        as whole words ("lo-fi hip hop" before "hip hop"); None when it names none."""
+        words = _words(prompt)
+        found = [(len(p), bpm) for p, bpm in self.tempos if (w := _words(p)) and w in words]
+        return max(found)[1] if found else None
+
+
+def _words(text: str) -> str:
+    return " " + " ".join(re.findall(r"[a-z0-9]+", text.lower())) + " "
+
+
+def _tempos(values: object, path: Path) -> tuple[tuple[str, float], ...]:
+    """``{"phrase": bpm}`` from jam.json, checked: phrases, and tempi the stream can play."""
+    from jam.sound.tempo import BPM_RANGE
+
+    lo, hi = BPM_RANGE
+    if not isinstance(values, dict):
+        raise ModelError(f"{path}: tempos must map style phrases to bpm, got {values!r}")
+    for phrase, bpm in values.items():
+        if not _words(phrase).strip() or not isinstance(bpm, int | float) or not lo <= bpm <= hi:
+            raise ModelError(f"{path}: tempo {phrase!r}: {bpm!r} must be in {lo:g}-{hi:g} bpm")
+    return tuple(sorted((str(p), float(b)) for p, b in values.items()))
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 import re
+import statistics
 from collections.abc import Iterable
 
 from jam.train.composer import KEYS, KITS, PROGRAMS, STYLES
@@ -150,6 +151,28 @@ def style_words(style: str) -> tuple[str, ...]:
         if fam.style == style:
             words += fam.phrases
     return tuple(words)
+
+
+def style_tempos(records: Iterable[dict]) -> dict[str, float]:
+    """Each style phrase a caption may use, with the median ``natural_bpm`` of the style's
+    clips: the tempo a model trained on them plays the style at (its tiles are drawn at one
+    image tempo; see :attr:`jam.model.folder.ModelDefaults.tempos`). A phrase two styles share
+    goes to neither."""
+    from jam.sound.tempo import BPM_RANGE
+
+    bpms: dict[str, list[float]] = {}
+    for r in records:
+        if r.get("natural_bpm"):
+            bpms.setdefault(r["style"], []).append(float(r["natural_bpm"]))
+    out: dict[str, float] = {}
+    shared: set[str] = set()
+    for style, values in sorted(bpms.items()):
+        bpm = min(max(round(2 * statistics.median(values)) / 2, BPM_RANGE[0]), BPM_RANGE[1])
+        for phrase in {style, *style_words(style)}:
+            if phrase in out and out[phrase] != bpm:
+                shared.add(phrase)
+            out[phrase] = bpm
+    return {p: b for p, b in sorted(out.items()) if p not in shared}
 
 
 def _instrument_words(meta: dict) -> list[tuple[str, ...]]:

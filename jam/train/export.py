@@ -30,8 +30,10 @@ def export_pipeline(
     params: SpectrogramParams,
     tile_width: int,
     defaults: Defaults,
+    tempos: dict[str, float] | None = None,
 ) -> Path:
-    """Write a Stable-Diffusion-format folder (+ jam params and defaults); atomic swap-in."""
+    """Write a Stable-Diffusion-format folder (+ jam params and defaults, with the style
+    ``tempos`` its training music had); atomic swap-in."""
     from diffusers import DPMSolverMultistepScheduler, StableDiffusionPipeline
 
     from jam.model import textenc
@@ -71,6 +73,7 @@ def export_pipeline(
         steps=defaults.steps,
         strength=defaults.strength,
         guidance=defaults.guidance,
+        tempos=tuple(sorted((tempos or {}).items())),
     ).save(tmp)
     if out.exists():
         old = out.with_name(out.name + ".old")

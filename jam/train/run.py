@@ -18,7 +18,9 @@ from pathlib import Path
 import torch
 
 from jam.sound.params import SpectrogramParams
+from jam.train.captions import style_tempos
 from jam.train.config import JAM_PARAMS, Defaults, TrainConfig, new_unet, new_vae
+from jam.train.corpus import read_captions
 from jam.train.dataset import DatasetError, atomic_save, cached_tiles, read_items
 from jam.train.export import export_pipeline
 from jam.train.loop import (
@@ -75,6 +77,8 @@ def train(
     (work / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
     t_start = time.perf_counter()
     items = read_items(data_dir)
+    captions = Path(data_dir) / "captions.jsonl"  # a `jam corpus` folder: its styles' tempos
+    tempos = style_tempos(read_captions(captions)) if captions.is_file() else {}
     tiles = cached_tiles(items, params, cfg.tile_width, work / "tiles.pt", progress)
     log.info("%d files -> %d tiles of %d frames", len(items), len(tiles), cfg.tile_width)
 
@@ -114,7 +118,7 @@ def train(
         )
 
     def checkpoint_export(step: int, model) -> None:
-        export_pipeline(out, vae, model, text, params, cfg.tile_width, defaults)
+        export_pipeline(out, vae, model, text, params, cfg.tile_width, defaults, tempos)
         vae.to(dev)
         if samples:
             try:
@@ -128,7 +132,7 @@ def train(
         unet, latents, scaling, cond, cfg, dev, work / "unet.ckpt", progress, checkpoint_export
     )
     minutes = (time.perf_counter() - t0) / 60
-    export_pipeline(out, vae, model, text, params, cfg.tile_width, defaults)
+    export_pipeline(out, vae, model, text, params, cfg.tile_width, defaults, tempos)
     summary.update(
         unet_loss=sum(losses[-50:]) / max(len(losses[-50:]), 1),
         unet_first_loss=sum(losses[:20]) / max(len(losses[:20]), 1),
