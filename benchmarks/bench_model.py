@@ -19,7 +19,8 @@ the seed loop's): beat lock on the stream's eighth-note grid, overall and in the
 seam, also as a ratio to the beat lock of real clips of the style (``--beat-clips``); how alike
 consecutive bars' rhythms are across seams and inside tiles (a seam off the bar line rotates the
 pattern); spectral flatness and tonal-peak share against real clips of the same style through
-the codec (their ceiling) and through the model's autoencoder; loudness and centroid steps at
+the codec (their ceiling; played at the stream's tempo, stretched as its tiles are) and through
+the model's autoencoder; loudness and centroid steps at
 seams against the same within tiles. Prompts: :data:`STYLE_PROMPTS` and, from the corpus,
 ``--heldout-per-style`` held-out wordings of each of their styles. Without ``--corpus`` a small
 one is made with ``jam corpus`` (SoundFont renders) under ``--work``. Writes ``--out`` (default
@@ -44,7 +45,7 @@ from jam.model.types import Endpoint, TileRequest, blend
 from jam.sound.files import read_audio
 from jam.sound.params import DEFAULT_MAX_VALUE
 from jam.sound.spectrogram import spectrogram_from_pixels
-from jam.sound.tempo import stretched_width
+from jam.sound.tempo import stretch_time, stretched_width
 from jam.stream.producer import StreamSettings
 from jam.train import listening
 from jam.train.dataset import Item, cached_tiles, tile_audio, tile_pixels
@@ -312,11 +313,18 @@ def real_beat_lock(records: list[dict], root: Path, style: str, grid: dict, n: i
 
 
 @torch.inference_mode()
-def real_clip_figures(engine: Engine, records: list[dict], root: Path, style: str, n: int):
+def real_clip_figures(
+    engine: Engine, records: list[dict], root: Path, style: str, n: int, bpm: float | None = None
+):
     """Tonal sharpness of real clips of a style: as rendered, through the codec (pixels, then
-    Griffin-Lim, as every tile is heard: the ceiling) and through the model's autoencoder."""
+    Griffin-Lim, as every tile is heard: the ceiling) and through the model's autoencoder;
+    with ``bpm``, both played at that tempo as a stream's tiles are (stretched in time)."""
     p = engine.params
     vae = engine.pipe.vae
+    seed_bpm = engine.seeds.get(engine.defaults.seed_image).bpm
+    width = engine.defaults.tile_width
+    if bpm is not None and bpm != seed_bpm:
+        width = stretched_width(width, seed_bpm, bpm)
     clips = [r for r in records if r["style"] == style][:n]
     out: dict[str, list[dict]] = {"raw": [], "codec": [], "autoencoder": []}
     for r in clips:
@@ -326,15 +334,16 @@ def real_clip_figures(engine: Engine, records: list[dict], root: Path, style: st
         mel = spectrogram_from_pixels(
             px[..., None].expand(-1, -1, 3), p.power_for_image, DEFAULT_MAX_VALUE, p.stereo
         )
-        codec = engine.converter.audio_from_spectrogram(mel)
+        codec = engine.converter.audio_from_spectrogram(stretch_time(mel, width))
         x = to_model_range(px[None]).to(engine.device, engine.dtype)
         latents = vae.encode(x).latent_dist.mean * vae.config.scaling_factor
-        ae = engine.audio_from_images(engine.decode(latents))[0]
+        ae = engine.audio_from_images(engine.decode(latents), [width])[0]
         for key, a in (("raw", tile), ("codec", codec), ("autoencoder", ae)):
             out[key].append(listening.tonal_sharpness(a.cpu(), p.sample_rate))
     keys = ("flatness", "tonal_share", "tonal_share_bands")
     return {
         "clips": len(clips),
+        "bpm": bpm or seed_bpm,
         "files": [r["file"] for r in clips],
         **{k: {m: statistics.fmean(v[m] for v in vs) for m in keys} for k, vs in out.items()},
     }
@@ -404,14 +413,25 @@ def listen_main(args) -> None:
     for s in real:
         real[s]["beat_lock"] = real_beat_lock(records, root, s, grid, args.beat_clips)
     results = []
+    stretched: dict[tuple[str, float], dict] = {}
     for text, style, kind, seed, audio, took in streams:
         tempo = fixed or app.defaults.tempo_for(text)
         played = stream_grid(app, tempo)  # the real clips stay on the seed's (their own) grid
         fig = {"grid": played} | listen_figures(audio, sr, played)
         ref = real.get(style)
         if ref and ref["clips"]:
-            fig["tonal_vs_real_codec"] = ratios(fig["tonal"], ref["codec"])
-            fig["tonal_vs_autoencoder"] = ratios(fig["tonal"], ref["autoencoder"])
+            fig["tonal_vs_real_codec_seed_tempo"] = ratios(fig["tonal"], ref["codec"])
+            at = ref
+            if tempo is not None and tempo != ref["bpm"]:  # the real clips at the stream's tempo
+                key = (style, tempo)
+                if key not in stretched:
+                    stretched[key] = real_clip_figures(
+                        engine, records, root, style, args.real_clips, tempo
+                    )
+                at = stretched[key]
+            fig["real_at_bpm"] = at["bpm"]
+            fig["tonal_vs_real_codec"] = ratios(fig["tonal"], at["codec"])
+            fig["tonal_vs_autoencoder"] = ratios(fig["tonal"], at["autoencoder"])
         if ref and ref["beat_lock"]["on_grid"]:
             fig["beat_lock_vs_real"] = {
                 k: fig["beat_lock"][k] / ref["beat_lock"]["on_grid"]
@@ -434,6 +454,7 @@ def listen_main(args) -> None:
         "threads": torch.get_num_threads(),
         "corpus": str(root),
         "real_clips": real,
+        "real_clips_at_tempo": {f"{s} at {b:g} bpm": v for (s, b), v in stretched.items()},
         "streams": results,
         "wall_seconds": time.perf_counter() - t_start,
     }

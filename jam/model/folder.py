@@ -43,7 +43,7 @@ class ModelDefaults:
     seed_image: str = "four_on_floor"
     # The tempo its training music had, per style phrase ("deep house": 123). A model that draws
     # every style at one image tempo (jam's) plays a style at its own: a session whose first
-    # prompt names one starts there (jam.sound.tempo stretches the tiles). None: no such table.
+    # prompt names one starts there (jam.sound.tempo stretches the tiles). Empty: no table.
     tempos: tuple[tuple[str, float], ...] = ()
 
     @classmethod

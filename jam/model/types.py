@@ -132,8 +132,8 @@ class TileRequest:
     seed_image: str
     steps: int
     bpm: float | None = None  # the tempo to play at (None: the seed loop's own)
-    # beats of its own start that the tile's audio plays again after its end, for the next
-    # tile to fade in over (see jam.sound.tempo.loop_tail); the tile's image stays as it is
+    # beats the tile's audio plays on past its bars (its last bar again), for the next tile to
+    # fade in over from its bar line (see jam.sound.tempo.loop_tail); the image stays as it is
     tail_beats: int = 0
     # where the tile goes, if known before it renders (None: a cold start). Not part of what
     # the tile *is*: left out of equality and hashing, so neither it nor batching sees it.
@@ -156,7 +156,7 @@ class RenderedTile:
     image: Image.Image  # the tile's spectrogram, for display
     seconds: float = 0.0  # compute time spent on it
     warm: bool = False  # inverted from the request's continuation: coherent with the tile before
-    tail_samples: int = 0  # the end of ``audio`` that plays its start again (request.tail_beats)
+    tail_samples: int = 0  # the end of ``audio`` past the tile's bars (request.tail_beats)
 
 
 class Renderer(Protocol):

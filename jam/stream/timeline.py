@@ -52,7 +52,7 @@ class Placed:
 
     @property
     def tail_beats(self) -> int:
-        """Beats its audio plays on past its last bar (its start again), for the next tile's
+        """Beats its audio plays on past its bars (its last bar again), for the next tile's
         fade: that tile's downbeat then falls on this one's bar line."""
         return self.tile.request.tail_beats
 
