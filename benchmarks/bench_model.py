@@ -238,9 +238,8 @@ def stream_grid(app, bpm: float | None = None) -> dict:
     tile's ``beats`` (as ``Timeline.slot_start`` places them: every tile plays on for the
     overlap), its length the stretched spectrogram's, and fades in over the overlap."""
     loop = app.seeds.get(app.defaults.seed_image)
-    slot = loop.audio.shape[-1]
-    if bpm is not None and bpm != loop.bpm:
-        slot = app.seeds.params.num_samples(stretched_width(app.defaults.tile_width, loop.bpm, bpm))
+    width = stretched_width(app.defaults.tile_width, loop.bpm, bpm or loop.bpm)
+    slot = app.seeds.params.num_samples(width)
     beat = slot / loop.beats
     overlap = app.stream_settings.overlap_beats
     return {
@@ -322,9 +321,7 @@ def real_clip_figures(
     p = engine.params
     vae = engine.pipe.vae
     seed_bpm = engine.seeds.get(engine.defaults.seed_image).bpm
-    width = engine.defaults.tile_width
-    if bpm is not None and bpm != seed_bpm:
-        width = stretched_width(width, seed_bpm, bpm)
+    width = stretched_width(engine.defaults.tile_width, seed_bpm, bpm or seed_bpm)
     clips = [r for r in records if r["style"] == style][:n]
     out: dict[str, list[dict]] = {"raw": [], "codec": [], "autoencoder": []}
     for r in clips:

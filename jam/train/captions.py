@@ -156,8 +156,8 @@ def style_words(style: str) -> tuple[str, ...]:
 def style_tempos(records: Iterable[dict]) -> dict[str, float]:
     """Each style phrase a caption may use, with the median ``natural_bpm`` of the style's
     clips: the tempo a model trained on them plays the style at (its tiles are drawn at one
-    image tempo; see :attr:`jam.model.folder.ModelDefaults.tempos`). A phrase two styles share
-    goes to neither."""
+    image tempo; see :attr:`jam.model.folder.ModelDefaults.tempos`). Each phrase names one
+    style only (``tests/train/test_corpus.py`` checks it)."""
     from jam.sound.tempo import BPM_RANGE
 
     bpms: dict[str, list[float]] = {}
@@ -165,14 +165,10 @@ def style_tempos(records: Iterable[dict]) -> dict[str, float]:
         if r.get("natural_bpm"):
             bpms.setdefault(r["style"], []).append(float(r["natural_bpm"]))
     out: dict[str, float] = {}
-    shared: set[str] = set()
     for style, values in sorted(bpms.items()):
         bpm = min(max(round(2 * statistics.median(values)) / 2, BPM_RANGE[0]), BPM_RANGE[1])
-        for phrase in {style, *style_words(style)}:
-            if phrase in out and out[phrase] != bpm:
-                shared.add(phrase)
-            out[phrase] = bpm
-    return {p: b for p, b in sorted(out.items()) if p not in shared}
+        out |= {phrase: bpm for phrase in (style, *style_words(style))}
+    return dict(sorted(out.items()))
 
 
 def _instrument_words(meta: dict) -> list[tuple[str, ...]]:

@@ -46,7 +46,7 @@ def test_bad_tempos_in_jam_json_are_a_clear_error(tmp_path, tempos):
         ModelDefaults.load(tmp_path)
 
 
-def test_style_tempos_are_each_styles_median_and_drop_a_phrase_two_styles_share():
+def test_style_tempos_are_each_styles_median_for_every_phrase_naming_it():
     records = [{"style": "house", "natural_bpm": b} for b in (118, 122, 126)] + [
         {"style": "funk", "natural_bpm": 100},
         {"style": "funk"},

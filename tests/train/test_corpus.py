@@ -18,7 +18,7 @@ from jam.train.captions import (
 )
 from jam.train.composer import DRUM_CHANNEL, STYLES, compose, grid_time
 from jam.train.corpus import build_corpus, clip_meta, corpus_main, read_captions
-from jam.train.pieces import piece_clip
+from jam.train.pieces import FAMILIES, piece_clip
 from jam.train.soundfont import DEFAULT_SOUNDFONT, render_clip, render_events
 
 SR = 16000
@@ -125,6 +125,16 @@ def test_captions_name_the_style_and_differ_in_wording(corpus_dir: Path) -> None
         splits = {c["split"] for c in r["captions"]}
         assert splits == ({"heldout_combo"} if r["split"] == "heldout_combo"
                           else {"train", "heldout_wording"})  # fmt: skip
+
+
+def test_every_style_phrase_names_one_style_only() -> None:
+    """A phrase two styles shared would give a prompt two tempos (``captions.style_tempos``)."""
+    named: dict[str, set[str]] = {}
+    for style in {*STYLES, *(f.style for f in FAMILIES.values())}:
+        for phrase in (style, *style_words(style)):
+            named.setdefault(phrase.lower(), set()).add(style)
+    assert len(named) > 50
+    assert {p: s for p, s in named.items() if len(s) > 1} == {}
 
 
 def test_heldout_combos_and_wordings_never_reach_train() -> None:
