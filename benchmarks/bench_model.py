@@ -16,7 +16,9 @@ prompts, and a grid of prompt spectrograms. ``--rtf-only`` measures just the spe
 the real producer (``App.render``: seams, crossfades and levelling included) at the model's
 defaults, each at the tempo a session would play it (the style's its prompt names; ``--seed-tempo``:
 the seed loop's): beat lock on the stream's eighth-note grid, overall and in the beat around each
-seam, also as a ratio to the beat lock of real clips of the style (``--beat-clips``); how alike
+seam, also as a ratio to the beat lock of real clips of the style (``--beat-clips``); the same
+on the style's own grid (16ths, with the swing its corpus clips are composed with; ±20 ms) and
+where in the beat the onsets fall against real clips (``style_grid``); how alike
 consecutive bars' rhythms are across seams and inside tiles (a seam off the bar line rotates the
 pattern); spectral flatness and tonal-peak share against real clips of the same style through
 the codec (their ceiling; played at the stream's tempo, stretched as its tiles are) and through
@@ -38,6 +40,7 @@ import statistics
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from jam.model.engine import Engine, load_engine
@@ -253,18 +256,42 @@ def stream_grid(app, bpm: float | None = None) -> dict:
     }
 
 
-def listen_figures(audio: torch.Tensor, sr: int, grid: dict) -> dict:
-    """Beat lock, tonal sharpness and seam continuity of one stream."""
+SIXTEENTH_TOLERANCE_S = 0.020  # half the eighth grid's ±40 ms, as the grid is twice as fine
+
+
+def style_feel(records: list[dict], style: str) -> dict:
+    """The swing a style's corpus clips are composed with (median; the unit most of them use),
+    and the 16th grid it gives (:func:`listening.swung_grid`)."""
+    clips = [r for r in records if r["style"] == style]
+    swing = statistics.median(r.get("swing", 0.0) for r in clips) if clips else 0.0
+    units = [r.get("swing_unit", 16) for r in clips] or [16]
+    unit = max(set(units), key=units.count)
+    return {"swing": swing, "swing_unit": unit, "grid": listening.swung_grid(swing, unit)}
+
+
+def style_grid_lock(onsets, sr: int, bpm: float, feel: dict, seams=()) -> dict:
+    """Beat lock on the style's own swung 16th grid (±20 ms), and where in the beat the
+    onsets fall (24 bins)."""
+    lock = listening.beat_lock(
+        onsets, sr, bpm, 0, 4, SIXTEENTH_TOLERANCE_S, seams, 1.0, grid=feel["grid"]
+    )
+    phases = listening.onset_phases(onsets, sr, bpm)
+    return lock | {"phases": listening.phase_histogram(phases).round(4).tolist()}
+
+
+def listen_figures(audio: torch.Tensor, sr: int, grid: dict, feel: dict | None = None) -> dict:
+    """Beat lock (with ``feel``: also on the style's own grid), tonal sharpness and seam
+    continuity of one stream."""
     n = audio.shape[-1]
     slot, fade, beat = grid["slot_samples"], grid["fade_samples"], grid["beat_samples"]
     seams = list(range(slot, n - fade, slot))  # where each tile after the first fades in
+    near = [s + fade / 2 for s in seams]
     onsets = listening.strong_onsets(audio, sr)
-    lock = listening.beat_lock(
-        onsets, sr, grid["bpm"], origin=0, seams=[s + fade / 2 for s in seams], around_beats=1.0
-    )
+    lock = listening.beat_lock(onsets, sr, grid["bpm"], origin=0, seams=near, around_beats=1.0)
     window = round(beat)
     controls = listening.control_positions(seams, beat, fade, window, n)
-    return {
+    own = {"style_grid": style_grid_lock(onsets, sr, grid["bpm"], feel, near)} if feel else {}
+    return own | {
         "beat_lock": lock,
         "bars": listening.bar_similarity(audio, sr, grid["bpm"], origin=0, seams=seams),
         "tempo_heard_bpm": listening.dominant_tempo(audio, sr),
@@ -288,26 +315,32 @@ def listen_corpus(args) -> Path:
 def real_beat_lock(records: list[dict], root: Path, style: str, grid: dict, n: int) -> dict:
     """Beat lock of up to ``n`` real clips of a style (their first tile, as rendered) on the
     same grid as the streams: the share the music itself reaches, so a style whose real
-    clips play 16ths or swing is not asked for more on a straight eighth grid than it has.
+    clips play 16ths or swing is not asked for more on a straight eighth grid than it has;
+    the same on the style's own swung 16th grid, and where in the beat their onsets fall.
     Also how alike their two bars are (``bar_similarity``): a floor for what a groove's bars
     reach, as the first bar starts from silence (its downbeat has nothing to rise from)."""
     clips = [r for r in records if r["style"] == style][:n]
     bpm = grid["bpm"]
-    on = total = 0
-    bars = []
+    onsets, bars = [], []
+    offset = 0.0  # the clips' onsets laid end to end, each clip a whole number of beats
     for r in clips:
         audio, rate = read_audio(root / r["file"])
-        tile = audio[..., : round(rate * grid["tile_beats"] * 60.0 / bpm)]
-        lock = listening.beat_lock(listening.strong_onsets(tile, rate), rate, bpm)
-        total += lock["onsets"]
-        on += round((lock["on_grid"] or 0.0) * lock["onsets"])
+        length = round(rate * grid["tile_beats"] * 60.0 / bpm)
+        tile = audio[..., :length]
+        onsets.append(listening.strong_onsets(tile, rate) + offset)
+        offset += grid["tile_beats"] * 60.0 * rate / bpm
         if (alike := listening.bar_similarity(tile, rate, bpm)["within"]) is not None:
             bars.append(alike)
+    if not clips:
+        return {"clips": 0, "onsets": 0, "on_grid": None, "bar_similarity": None}
+    every = np.concatenate(onsets)
+    lock = listening.beat_lock(every, rate, bpm)
     return {
         "clips": len(clips),
-        "onsets": total,
-        "on_grid": on / total if total else None,
+        "onsets": lock["onsets"],
+        "on_grid": lock["on_grid"],
         "bar_similarity": statistics.fmean(bars) if bars else None,
+        "style_grid": style_grid_lock(every, rate, bpm, style_feel(records, style)),
     }
 
 
@@ -414,7 +447,10 @@ def listen_main(args) -> None:
     for text, style, kind, seed, audio, took in streams:
         tempo = fixed or app.defaults.tempo_for(text)
         played = stream_grid(app, tempo)  # the real clips stay on the seed's (their own) grid
-        fig = {"grid": played} | listen_figures(audio, sr, played)
+        feel = style_feel(records, style) if style in real else None
+        fig = {"grid": played} | listen_figures(audio, sr, played, feel)
+        if feel:
+            fig["style_grid"] |= {"swing": feel["swing"], "swing_unit": feel["swing_unit"]}
         ref = real.get(style)
         if ref and ref["clips"]:
             fig["tonal_vs_real_codec_seed_tempo"] = ratios(fig["tonal"], ref["codec"])
@@ -435,6 +471,14 @@ def listen_main(args) -> None:
                 if fig["beat_lock"][k] is not None else None
                 for k in ("on_grid", "on_grid_near_seams")
             }  # fmt: skip
+            own = ref["beat_lock"]["style_grid"]
+            fig["style_grid"]["vs_real"] = (
+                fig["style_grid"]["on_grid"] / own["on_grid"]
+                if own["on_grid"] and fig["style_grid"]["on_grid"] is not None else None
+            )  # fmt: skip
+            fig["style_grid"]["phases_like_real"] = listening.histogram_overlap(
+                np.asarray(fig["style_grid"]["phases"]), np.asarray(own["phases"])
+            )
         results.append(
             {"prompt": text, "style": style, "kind": kind, "seed": seed, "render_seconds": took}
             | fig
@@ -474,7 +518,8 @@ def print_listen_table(out: dict) -> None:
         f" {_f(out['streams'][0]['beat_lock']['chance'] if out['streams'] else None)}"
     )
     head = (
-        "prompt", "style", "kind", "onsets", "lock", "seam lock", "lock/real", "bars seam",
+        "prompt", "style", "kind", "onsets", "lock", "seam lock", "lock/real", "16th lock",
+        "16th/real", "phases~real", "bars seam",
         "bars tile", "bpm", "tempo heard", "flat",
         "flat/real", "tonal", "tonal/real", "bands", "bands/real", "seam dB", "tile dB",
         "seam oct", "tile oct",
@@ -482,11 +527,13 @@ def print_listen_table(out: dict) -> None:
     print(" | ".join(head))
     for r in out["streams"]:
         lock, t, sm = r["beat_lock"], r["tonal"], r["seams"]
+        own = r.get("style_grid") or {}
         vs = r.get("tonal_vs_real_codec") or {}
         row = (
             r["prompt"][:44], r["style"], r["kind"], str(lock["onsets"]), _f(lock["on_grid"]),
             _f(lock["on_grid_near_seams"]),
             _f((r.get("beat_lock_vs_real") or {}).get("on_grid")),
+            _f(own.get("on_grid")), _f(own.get("vs_real")), _f(own.get("phases_like_real")),
             _f(r["bars"]["across"]), _f(r["bars"]["within"]), _f(r["grid"]["bpm"], ".0f"),
             _f(r["tempo_heard_bpm"], ".0f"),
             _f(t["flatness"], ".4f"), _f(vs.get("flatness")), _f(t["tonal_share"]),
@@ -501,6 +548,7 @@ def print_listen_table(out: dict) -> None:
         b = ref.get("beat_lock") or {}
         print(
             f"{style} | beat lock of {b.get('clips')} real clips | {_f(b.get('on_grid'))}"
+            f" | on its swung 16th grid {_f((b.get('style_grid') or {}).get('on_grid'))}"
             f" | bars alike {_f(b.get('bar_similarity'))}"
         )
         for kind in ("raw", "codec", "autoencoder"):
@@ -532,7 +580,9 @@ def main() -> None:
         "--heldout-per-style", type=int, default=1,
         help="--listen: held-out corpus wordings per style prompt's style (0: none)",
     )  # fmt: skip
-    p.add_argument("--real-clips", type=int, default=4, help="--listen: real clips per style")
+    p.add_argument(
+        "--real-clips", type=int, default=8, help="--listen: real clips per style (tonal reference)"
+    )
     p.add_argument(
         "--beat-clips", type=int, default=24,
         help="--listen: real clips per style whose beat lock is the reference",

@@ -63,9 +63,9 @@ def main() -> None:
         len(keep), len(runs), figsize=(6 * len(runs), 2.2 * len(keep)), squeeze=False
     )
     for col, ((listen, files), label) in enumerate(zip(runs, args.labels, strict=True)):
-        grid = listen["grid"]
-        beat, slot = grid["beat_samples"], grid["slot_samples"]
         for row, i in enumerate(keep):
+            grid = listen["streams"][i].get("grid", listen["grid"])  # each at its own tempo
+            beat, slot = grid["beat_samples"], grid["slot_samples"]
             prompt, wav = files[i]
             audio, sr = read_audio(wav)
             x = audio.numpy().mean(0)

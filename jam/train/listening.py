@@ -5,7 +5,9 @@ seam or notes smeared into noise. These measures work on the audio itself (``(sa
 ``(channels, samples)``, mixed to mono; NumPy or torch), with positions in samples:
 
 - *beat lock* (:func:`strong_onsets`, :func:`beat_lock`): the share of strong onsets within
-  ±40 ms of the stream's eighth-note grid, overall and only in the beats around seams;
+  ±40 ms of the stream's eighth-note grid, overall and only in the beats around seams; also on
+  a style's own 16th grid with its swing (:func:`swung_grid`), and where in the beat the onsets
+  fall against real music (:func:`phase_histogram`, :func:`histogram_overlap`);
 - *tonal sharpness* (:func:`tonal_sharpness`): spectral flatness (noise is flat, notes are not)
   and the share of energy in narrow spectral peaks (harmonic lines), both up to 8 kHz;
 - *bar continuity* (:func:`bar_similarity`): how alike consecutive bars' rhythms are, across
@@ -24,6 +26,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 import torchaudio
+
+from jam.train.composer import grid_time
 
 # --- shared helpers ----------------------------------------------------------------------------
 
@@ -134,19 +138,24 @@ def beat_lock(
     tolerance_s: float = 0.040,
     seams: Sequence[float] | np.ndarray = (),
     around_beats: float = 1.0,
+    grid: Sequence[float] | None = None,
 ) -> dict[str, float | int | None]:
     """How many onsets sit on the stream's grid, overall and near seams.
 
     The grid is every ``1 / subdivision`` beat (2: eighth notes) from ``origin`` (a stream
-    sample) at ``bpm``; an onset is on it within ±``tolerance_s``. ``near_seams`` counts only
-    onsets within ±``around_beats`` beats of a seam position. ``chance`` is the share that
-    onsets at random times would get. A share is None when there are no onsets to count.
+    sample) at ``bpm``, or the places within each beat that ``grid`` lists (fractions of a
+    beat, e.g. :func:`swung_grid`); an onset is on it within ±``tolerance_s``. ``near_seams``
+    counts only onsets within ±``around_beats`` beats of a seam position. ``chance`` is the
+    share that onsets at random times would get. A share is None when there are no onsets.
     """
     t = np.asarray(onsets, dtype=np.float64)
     beat = 60.0 * sample_rate / bpm
-    step = beat / subdivision
-    phase = np.mod(t - origin, step)
-    distance = np.minimum(phase, step - phase)
+    points = np.asarray(
+        grid if grid is not None else [k / subdivision for k in range(subdivision)], np.float64
+    )
+    phase = onset_phases(t, sample_rate, bpm, origin)
+    gap = np.abs(phase[:, None] - points[None, :])
+    distance = np.minimum(gap, 1.0 - gap).min(1) * beat if t.size else np.zeros(0)
     on = distance <= tolerance_s * sample_rate
     s = np.asarray(seams, dtype=np.float64)
     near = (
@@ -159,8 +168,42 @@ def beat_lock(
         "on_grid": float(on.mean()) if t.size else None,
         "onsets_near_seams": int(near.sum()),
         "on_grid_near_seams": float(on[near].mean()) if near.any() else None,
-        "chance": min(1.0, 2 * tolerance_s * sample_rate / step),
+        "chance": _grid_chance(points, 2 * tolerance_s * sample_rate / beat),
     }
+
+
+def _grid_chance(points: np.ndarray, width: float) -> float:
+    """The share of a beat within ``width / 2`` (in beats) of any grid point."""
+    cuts = np.sort(np.mod(points, 1.0))
+    gaps = np.diff(np.concatenate([cuts, cuts[:1] + 1.0]))
+    return float(np.minimum(gaps, width).sum())
+
+
+def swung_grid(swing: float = 0.0, swing_unit: int = 16) -> tuple[float, ...]:
+    """The four 16ths of a beat as fractions of it, with the corpus's swing: the composer's
+    own timing (:func:`jam.train.composer.grid_time`), so a swung style is scored where its
+    notes are meant to fall (lo-fi's off-beat 16ths come a third of a 16th late)."""
+    return tuple(grid_time(k, 60.0, swing, swing_unit) for k in range(4))
+
+
+def onset_phases(
+    onsets: Sequence[float] | np.ndarray, sample_rate: int, bpm: float, origin: float = 0.0
+) -> np.ndarray:
+    """Where in its beat each onset falls, as a fraction of the beat in [0, 1)."""
+    beat = 60.0 * sample_rate / bpm
+    return np.mod((np.asarray(onsets, dtype=np.float64) - origin) / beat, 1.0)
+
+
+def phase_histogram(phases: np.ndarray, bins: int = 24) -> np.ndarray:
+    """Onset phases counted in ``bins`` equal parts of a beat, each centred on its grid point
+    (bin 0 holds the beat itself, from half a bin before it), as shares summing to 1."""
+    counts = np.bincount(np.floor(np.mod(phases * bins + 0.5, bins)).astype(int), minlength=bins)
+    return counts / max(1, counts.sum())
+
+
+def histogram_overlap(a: np.ndarray, b: np.ndarray) -> float:
+    """How much two phase histograms agree: the shared mass (1: the same, 0: disjoint)."""
+    return float(np.minimum(a, b).sum())
 
 
 def bar_similarity(

@@ -12,8 +12,12 @@ from jam.train.listening import (
     beat_lock,
     control_positions,
     dominant_tempo,
+    histogram_overlap,
+    onset_phases,
+    phase_histogram,
     seam_steps,
     strong_onsets,
+    swung_grid,
     tonal_sharpness,
 )
 
@@ -120,6 +124,45 @@ def test_near_seam_lock_counts_only_the_beat_around_each_seam():
 def test_beat_lock_of_no_onsets_is_none():
     lock = beat_lock(np.zeros(0), SR, BPM, seams=[SR])
     assert (lock["onsets"], lock["on_grid"], lock["on_grid_near_seams"]) == (0, None, None)
+
+
+def swung_sixteenths(seconds: float, swing: float) -> np.ndarray:
+    """Every 16th at 120 bpm, the off-beat ones ``swing`` of a 16th late (lo-fi's feel)."""
+    sixteenth = EIGHTH / 2
+    steps = np.arange(2, int((seconds - 0.2) / sixteenth))
+    return steps * sixteenth + np.where(steps % 2 == 1, swing * sixteenth, 0.0)
+
+
+def test_swung_sixteenths_are_on_their_swung_grid_and_off_the_straight_one():
+    found = strong_onsets(clicks(swung_sixteenths(20.0, 0.33), 20.0), SR)
+    swung = beat_lock(found, SR, BPM, tolerance_s=0.02, grid=swung_grid(0.33))
+    straight = beat_lock(found, SR, BPM, subdivision=4, tolerance_s=0.02)
+    eighths = beat_lock(found, SR, BPM)
+    assert swung["onsets"] >= 150
+    assert swung["on_grid"] >= 0.98
+    assert straight["on_grid"] == pytest.approx(0.5, abs=0.02)  # the off-beats, 41 ms late
+    assert eighths["on_grid"] == pytest.approx(0.5, abs=0.02)
+    assert swung["chance"] == pytest.approx(4 * 0.04 / 0.5)
+
+
+def test_swung_grid_follows_the_composers_timing_for_either_swing_unit():
+    assert swung_grid() == (0.0, 0.25, 0.5, 0.75)
+    assert swung_grid(0.2, 16) == pytest.approx((0.0, 0.3, 0.5, 0.8))
+    assert swung_grid(0.2, 8) == pytest.approx((0.0, 0.25, 0.6, 0.75))
+
+
+def test_a_grid_with_overlapping_windows_counts_their_union_as_chance():
+    lock = beat_lock(np.zeros(1), SR, 240.0, subdivision=4, tolerance_s=0.04)  # 62.5 ms 16ths
+    assert lock["chance"] == 1.0
+
+
+def test_phase_histograms_tell_a_groove_from_the_same_groove_a_16th_late():
+    times = swung_sixteenths(20.0, 0.0)[::2]  # straight eighths
+    on = phase_histogram(onset_phases(times * SR, SR, BPM), 24)
+    late = phase_histogram(onset_phases((times + EIGHTH / 2) * SR, SR, BPM), 24)
+    assert on[0] == pytest.approx(0.5) and on[12] == pytest.approx(0.5)
+    assert histogram_overlap(on, on) == pytest.approx(1.0)
+    assert histogram_overlap(on, late) == 0.0
 
 
 def tiled_groove(slot_beats: int, tiles: int = 6) -> tuple[np.ndarray, list[float]]:
