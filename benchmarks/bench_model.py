@@ -270,13 +270,17 @@ def style_feel(records: list[dict], style: str) -> dict:
 
 
 def style_grid_lock(onsets, sr: int, bpm: float, feel: dict, seams=()) -> dict:
-    """Beat lock on the style's own swung 16th grid (±20 ms), and where in the beat the
-    onsets fall (24 bins)."""
+    """Beat lock on the style's own swung 16th grid (±20 ms), the swing it was scored with,
+    and where in the beat the onsets fall (24 bins)."""
     lock = listening.beat_lock(
-        onsets, sr, bpm, 0, 4, SIXTEENTH_TOLERANCE_S, seams, 1.0, grid=feel["grid"]
+        onsets, sr, bpm, tolerance_s=SIXTEENTH_TOLERANCE_S, seams=seams, grid=feel["grid"]
     )
-    phases = listening.onset_phases(onsets, sr, bpm)
-    return lock | {"phases": listening.phase_histogram(phases).round(4).tolist()}
+    phases = listening.phase_histogram(listening.onset_phases(onsets, sr, bpm))
+    return lock | {
+        "swing": feel["swing"],
+        "swing_unit": feel["swing_unit"],
+        "phases": phases.round(4).tolist(),
+    }
 
 
 def listen_figures(audio: torch.Tensor, sr: int, grid: dict, feel: dict | None = None) -> dict:
@@ -312,7 +316,9 @@ def listen_corpus(args) -> Path:
     return folder
 
 
-def real_beat_lock(records: list[dict], root: Path, style: str, grid: dict, n: int) -> dict:
+def real_beat_lock(
+    records: list[dict], root: Path, style: str, grid: dict, n: int, feel: dict
+) -> dict:
     """Beat lock of up to ``n`` real clips of a style (their first tile, as rendered) on the
     same grid as the streams: the share the music itself reaches, so a style whose real
     clips play 16ths or swing is not asked for more on a straight eighth grid than it has;
@@ -320,6 +326,8 @@ def real_beat_lock(records: list[dict], root: Path, style: str, grid: dict, n: i
     Also how alike their two bars are (``bar_similarity``): a floor for what a groove's bars
     reach, as the first bar starts from silence (its downbeat has nothing to rise from)."""
     clips = [r for r in records if r["style"] == style][:n]
+    if not clips:
+        return {"clips": 0, "onsets": 0, "on_grid": None, "bar_similarity": None}
     bpm = grid["bpm"]
     onsets, bars = [], []
     offset = 0.0  # the clips' onsets laid end to end, each clip a whole number of beats
@@ -331,8 +339,6 @@ def real_beat_lock(records: list[dict], root: Path, style: str, grid: dict, n: i
         offset += grid["tile_beats"] * 60.0 * rate / bpm
         if (alike := listening.bar_similarity(tile, rate, bpm)["within"]) is not None:
             bars.append(alike)
-    if not clips:
-        return {"clips": 0, "onsets": 0, "on_grid": None, "bar_similarity": None}
     every = np.concatenate(onsets)
     lock = listening.beat_lock(every, rate, bpm)
     return {
@@ -340,7 +346,7 @@ def real_beat_lock(records: list[dict], root: Path, style: str, grid: dict, n: i
         "onsets": lock["onsets"],
         "on_grid": lock["on_grid"],
         "bar_similarity": statistics.fmean(bars) if bars else None,
-        "style_grid": style_grid_lock(every, rate, bpm, style_feel(records, style)),
+        "style_grid": style_grid_lock(every, rate, bpm, feel),
     }
 
 
@@ -440,17 +446,15 @@ def listen_main(args) -> None:
             name = f"{k:02d}_{style}_{kind}".replace(" ", "_")
             write_wav(args.audio_dir / f"{name}.wav", audio.numpy(), sr)
     real = {s: real_clip_figures(engine, records, root, s, args.real_clips) for s in sorted(wanted)}
+    feels = {s: style_feel(records, s) for s in real}  # each style's swung 16th grid
     for s in real:
-        real[s]["beat_lock"] = real_beat_lock(records, root, s, grid, args.beat_clips)
+        real[s]["beat_lock"] = real_beat_lock(records, root, s, grid, args.beat_clips, feels[s])
     results = []
     stretched: dict[tuple[str, float], dict] = {}
     for text, style, kind, seed, audio, took in streams:
         tempo = fixed or app.defaults.tempo_for(text)
         played = stream_grid(app, tempo)  # the real clips stay on the seed's (their own) grid
-        feel = style_feel(records, style) if style in real else None
-        fig = {"grid": played} | listen_figures(audio, sr, played, feel)
-        if feel:
-            fig["style_grid"] |= {"swing": feel["swing"], "swing_unit": feel["swing_unit"]}
+        fig = {"grid": played} | listen_figures(audio, sr, played, feels.get(style))
         ref = real.get(style)
         if ref and ref["clips"]:
             fig["tonal_vs_real_codec_seed_tempo"] = ratios(fig["tonal"], ref["codec"])

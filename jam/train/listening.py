@@ -155,7 +155,7 @@ def beat_lock(
     )
     phase = onset_phases(t, sample_rate, bpm, origin)
     gap = np.abs(phase[:, None] - points[None, :])
-    distance = np.minimum(gap, 1.0 - gap).min(1) * beat if t.size else np.zeros(0)
+    distance = np.minimum(gap, 1.0 - gap).min(1) * beat  # (onsets,): to the nearest point
     on = distance <= tolerance_s * sample_rate
     s = np.asarray(seams, dtype=np.float64)
     near = (
