@@ -345,6 +345,7 @@ def real_beat_lock(
         "clips": len(clips),
         "onsets": lock["onsets"],
         "on_grid": lock["on_grid"],
+        "offset_s": lock["offset_s"],
         "bar_similarity": statistics.fmean(bars) if bars else None,
         "style_grid": style_grid_lock(every, rate, bpm, feel),
     }
@@ -356,14 +357,20 @@ def real_clip_figures(
 ):
     """Tonal sharpness of real clips of a style: as rendered, through the codec (pixels, then
     Griffin-Lim, as every tile is heard: the ceiling) and through the model's autoencoder;
-    with ``bpm``, both played at that tempo as a stream's tiles are (stretched in time)."""
+    with ``bpm``, both played at that tempo as a stream's tiles are (stretched in time).
+    Also the beat lock on eighths of the codec and autoencoder versions, clips end to end:
+    what a stream's tiles could reach if the model drew real clips (``beat``)."""
     p = engine.params
     vae = engine.pipe.vae
     seed_bpm = engine.seeds.get(engine.defaults.seed_image).bpm
     width = stretched_width(engine.defaults.tile_width, seed_bpm, bpm or seed_bpm)
     clips = [r for r in records if r["style"] == style][:n]
     out: dict[str, list[dict]] = {"raw": [], "codec": [], "autoencoder": []}
-    for r in clips:
+    tempo = bpm or seed_bpm
+    beats = engine.seeds.get(engine.defaults.seed_image).beats
+    tile_length = beats * 60.0 * p.sample_rate / tempo
+    onsets: dict[str, list[np.ndarray]] = {"codec": [], "autoencoder": []}
+    for k, r in enumerate(clips):
         audio, rate = read_audio(root / r["file"])
         tile = next(tile_audio(audio, rate, p, engine.defaults.tile_width))
         px = tile_pixels(tile, p)
@@ -376,12 +383,20 @@ def real_clip_figures(
         ae = engine.audio_from_images(engine.decode(latents), [width])[0]
         for key, a in (("raw", tile), ("codec", codec), ("autoencoder", ae)):
             out[key].append(listening.tonal_sharpness(a.cpu(), p.sample_rate))
+        for key, a in (("codec", codec), ("autoencoder", ae)):
+            found = listening.strong_onsets(a[..., : round(tile_length)].cpu(), p.sample_rate)
+            onsets[key].append(found + k * tile_length)
+    locks = {
+        key: listening.beat_lock(np.concatenate(v) if v else np.zeros(0), p.sample_rate, tempo)
+        for key, v in onsets.items()
+    }
     keys = ("flatness", "tonal_share", "tonal_share_bands")
     return {
         "clips": len(clips),
-        "bpm": bpm or seed_bpm,
+        "bpm": tempo,
         "files": [r["file"] for r in clips],
         **{k: {m: statistics.fmean(v[m] for v in vs) for m in keys} for k, vs in out.items()},
+        "beat": {k: {m: v[m] for m in ("onsets", "on_grid", "offset_s")} for k, v in locks.items()},
     }
 
 
@@ -390,24 +405,55 @@ def ratios(gen: dict, real: dict) -> dict:
 
 
 async def render_streams(
-    app, prompts: list[tuple[str, str, str]], seconds: float, bpm: float | None = None
+    app, prompts: list[tuple[str, str, str, int]], seconds: float, bpm: float | None = None
 ):
-    """Each prompt's stream through ``App.render`` (the producer a session uses), seed = index,
-    at ``bpm`` (None: the tempo the app picks for the prompt, as for a new session)."""
+    """Each (prompt, style, kind, seed)'s stream through ``App.render`` (the producer a session
+    uses) at ``bpm`` (None: the tempo the app picks for the prompt, as for a new session)."""
     from jam.app import RenderRequest
 
     streams = []
     try:
-        for i, (text, style, kind) in enumerate(prompts):
+        for text, style, kind, seed in prompts:
             t0 = time.perf_counter()
-            request = RenderRequest(blend(text), seconds=seconds, seed=i, bpm=bpm)
+            request = RenderRequest(blend(text), seconds=seconds, seed=seed, bpm=bpm)
             audio = await app.render(request)
             took = time.perf_counter() - t0
-            print(f"  rendered {seconds:g} s of {text!r} in {took:.1f} s", flush=True)
-            streams.append((text, style, kind, i, audio, took))
+            print(f"  rendered {seconds:g} s of {text!r} (seed {seed}) in {took:.1f} s", flush=True)
+            streams.append((text, style, kind, seed, audio, took))
     finally:
         await app.close()
     return streams
+
+
+SPREAD_FIGURES = {  # name: path into a stream's figures
+    "eighths": ("beat_lock", "on_grid"),
+    "eighths_near_seams": ("beat_lock", "on_grid_near_seams"),
+    "own_grid": ("style_grid", "on_grid"),
+    "late_ms": ("beat_lock", "offset_s"),
+    "tonal_x_real": ("tonal_vs_real_codec", "tonal_share"),
+    "tonal_per_octave_x_real": ("tonal_vs_real_codec", "tonal_share_bands"),
+    "flatness_x_real": ("tonal_vs_real_codec", "flatness"),
+    "seam_db": ("seams", "loudness_step_db_seams"),
+}
+
+
+def spread(results: list[dict]) -> dict:
+    """Each prompt's figures over its seeds: median, lowest and highest. One 30 s stream is
+    one draw of the music; a figure that swings between seeds is not a property of the model."""
+    by_prompt: dict[str, list[dict]] = {}
+    for r in results:
+        by_prompt.setdefault(r["prompt"], []).append(r)
+    out = {}
+    for prompt, rs in by_prompt.items():
+        row: dict = {"style": rs[0]["style"], "seeds": [r["seed"] for r in rs]}
+        for name, (a, b) in SPREAD_FIGURES.items():
+            v = [x for r in rs if (x := (r.get(a) or {}).get(b)) is not None]
+            v = [1000 * x for x in v] if name == "late_ms" else v
+            row[name] = (
+                {"median": statistics.median(v), "min": min(v), "max": max(v)} if v else None
+            )
+        out[prompt] = row
+    return out
 
 
 def listen_main(args) -> None:
@@ -435,15 +481,19 @@ def listen_main(args) -> None:
             records, "heldout_wording", args.heldout_per_style, random.Random(0)
         )
         chosen += [(t, s, "heldout_wording") for t, s in held if s in wanted]
-    print(f"{len(chosen)} streams of {args.seconds:g} s on {grid}", flush=True)
+    # Prompt i at seeds i, i + 1000, ...: the first seed is the one a single-seed run uses.
+    runs = [
+        (t, s, k, i + 1000 * j) for j in range(args.seeds) for i, (t, s, k) in enumerate(chosen)
+    ]
+    print(f"{len(runs)} streams of {args.seconds:g} s on {grid}", flush=True)
     fixed = app.seeds.get(app.defaults.seed_image).bpm if args.seed_tempo else None
-    streams = asyncio.run(render_streams(app, chosen, args.seconds, fixed))
+    streams = asyncio.run(render_streams(app, runs, args.seconds, fixed))
     if args.audio_dir is not None:  # to listen to, or look at
         from jam.sound.files import write_wav
 
         args.audio_dir.mkdir(parents=True, exist_ok=True)
-        for k, (_, style, kind, _, audio, _) in enumerate(streams):
-            name = f"{k:02d}_{style}_{kind}".replace(" ", "_")
+        for k, (_, style, kind, seed, audio, _) in enumerate(streams):
+            name = f"{k:02d}_{style}_{kind}_seed{seed}".replace(" ", "_")
             write_wav(args.audio_dir / f"{name}.wav", audio.numpy(), sr)
     real = {s: real_clip_figures(engine, records, root, s, args.real_clips) for s in sorted(wanted)}
     feels = {s: style_feel(records, s) for s in real}  # each style's swung 16th grid
@@ -469,6 +519,11 @@ def listen_main(args) -> None:
             fig["real_at_bpm"] = at["bpm"]
             fig["tonal_vs_real_codec"] = ratios(fig["tonal"], at["codec"])
             fig["tonal_vs_autoencoder"] = ratios(fig["tonal"], at["autoencoder"])
+            fig["beat_lock_vs_codec"] = {  # the real clips through the codec at this tempo
+                k: fig["beat_lock"]["on_grid"] / v["on_grid"]
+                if v["on_grid"] and fig["beat_lock"]["on_grid"] is not None else None
+                for k, v in at["beat"].items()
+            }  # fmt: skip
         if ref and ref["beat_lock"]["on_grid"]:
             fig["beat_lock_vs_real"] = {
                 k: fig["beat_lock"][k] / ref["beat_lock"]["on_grid"]
@@ -501,6 +556,7 @@ def listen_main(args) -> None:
         "real_clips": real,
         "real_clips_at_tempo": {f"{s} at {b:g} bpm": v for (s, b), v in stretched.items()},
         "streams": results,
+        "per_prompt": spread(results),
         "wall_seconds": time.perf_counter() - t_start,
     }
     path = args.out or Path("docs/model_listen.json")
@@ -522,7 +578,8 @@ def print_listen_table(out: dict) -> None:
         f" {_f(out['streams'][0]['beat_lock']['chance'] if out['streams'] else None)}"
     )
     head = (
-        "prompt", "style", "kind", "onsets", "lock", "seam lock", "lock/real", "16th lock",
+        "prompt", "style", "kind", "seed", "onsets", "lock", "seam lock", "lock/real",
+        "lock/codec", "late ms", "16th lock",
         "16th/real", "phases~real", "bars seam",
         "bars tile", "bpm", "tempo heard", "flat",
         "flat/real", "tonal", "tonal/real", "bands", "bands/real", "seam dB", "tile dB",
@@ -534,9 +591,11 @@ def print_listen_table(out: dict) -> None:
         own = r.get("style_grid") or {}
         vs = r.get("tonal_vs_real_codec") or {}
         row = (
-            r["prompt"][:44], r["style"], r["kind"], str(lock["onsets"]), _f(lock["on_grid"]),
-            _f(lock["on_grid_near_seams"]),
+            r["prompt"][:44], r["style"], r["kind"], str(r["seed"]), str(lock["onsets"]),
+            _f(lock["on_grid"]), _f(lock["on_grid_near_seams"]),
             _f((r.get("beat_lock_vs_real") or {}).get("on_grid")),
+            _f((r.get("beat_lock_vs_codec") or {}).get("codec")),
+            _f(1000 * lock["offset_s"] if lock.get("offset_s") is not None else None, ".1f"),
             _f(own.get("on_grid")), _f(own.get("vs_real")), _f(own.get("phases_like_real")),
             _f(r["bars"]["across"]), _f(r["bars"]["within"]), _f(r["grid"]["bpm"], ".0f"),
             _f(r["tempo_heard_bpm"], ".0f"),
@@ -554,6 +613,7 @@ def print_listen_table(out: dict) -> None:
             f"{style} | beat lock of {b.get('clips')} real clips | {_f(b.get('on_grid'))}"
             f" | on its swung 16th grid {_f((b.get('style_grid') or {}).get('on_grid'))}"
             f" | bars alike {_f(b.get('bar_similarity'))}"
+            f" | late ms {_f(1000 * b['offset_s'] if b.get('offset_s') is not None else None)}"
         )
         for kind in ("raw", "codec", "autoencoder"):
             v = ref[kind]
@@ -561,6 +621,18 @@ def print_listen_table(out: dict) -> None:
                 f"{style} | {kind} | {v['flatness']:.4f} | {v['tonal_share']:.2f} |"
                 f" {v['tonal_share_bands']:.2f}"
             )
+    for key, ref in out["real_clips_at_tempo"].items():
+        for kind, v in ref["beat"].items():
+            late = 1000 * v["offset_s"] if v["offset_s"] is not None else None
+            print(f"{key} | {kind} | eighths {_f(v['on_grid'])} | late ms {_f(late, '.1f')}")
+    print("per prompt over seeds: figure median [lowest, highest]")
+    for prompt, row in out["per_prompt"].items():
+        cells = [
+            f"{name} {v['median']:.2f} [{v['min']:.2f}, {v['max']:.2f}]"
+            for name in SPREAD_FIGURES
+            if (v := row[name]) is not None
+        ]
+        print(f"{prompt[:44]} ({row['style']}, {len(row['seeds'])} seeds) | " + " | ".join(cells))
 
 
 def main() -> None:
@@ -592,6 +664,9 @@ def main() -> None:
         help="--listen: real clips per style whose beat lock is the reference",
     )  # fmt: skip
     p.add_argument("--audio-dir", type=Path, help="--listen: also write each stream as a WAV")
+    p.add_argument(
+        "--seeds", type=int, default=1, help="--listen: streams per prompt, each at its own seed"
+    )
     p.add_argument(
         "--seed-tempo", action="store_true",
         help="--listen: every stream at the seed loop's tempo (default: the style's, as a session)",

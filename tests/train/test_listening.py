@@ -102,6 +102,16 @@ def test_onsets_count_as_on_the_grid_within_40_ms_only():
     assert (on["on_grid"], off["on_grid"]) == (1.0, 0.0)
 
 
+def test_clicks_played_15_ms_early_are_on_the_grid_with_an_offset_of_minus_15_ms():
+    early = strong_onsets(clicks(grid_times(10.0) - 0.015, 10.0), SR)
+    late = strong_onsets(clicks(grid_times(10.0) + 0.015, 10.0), SR)
+    a, b = beat_lock(early, SR, BPM), beat_lock(late, SR, BPM)
+    assert (a["on_grid"], b["on_grid"]) == (1.0, 1.0)
+    assert a["offset_s"] == pytest.approx(-0.015, abs=0.003)
+    assert b["offset_s"] == pytest.approx(0.015, abs=0.003)
+    assert beat_lock(np.zeros(0), SR, BPM)["offset_s"] is None
+
+
 def test_the_grid_starts_at_its_origin_sample():
     times = grid_times(10.0) + 0.1
     found = strong_onsets(clicks(times, 10.0), SR)
