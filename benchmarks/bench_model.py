@@ -362,13 +362,12 @@ def real_clip_figures(
     what a stream's tiles could reach if the model drew real clips (``beat``)."""
     p = engine.params
     vae = engine.pipe.vae
-    seed_bpm = engine.seeds.get(engine.defaults.seed_image).bpm
-    width = stretched_width(engine.defaults.tile_width, seed_bpm, bpm or seed_bpm)
+    loop = engine.seeds.get(engine.defaults.seed_image)
+    tempo = bpm or loop.bpm
+    width = stretched_width(engine.defaults.tile_width, loop.bpm, tempo)
     clips = [r for r in records if r["style"] == style][:n]
     out: dict[str, list[dict]] = {"raw": [], "codec": [], "autoencoder": []}
-    tempo = bpm or seed_bpm
-    beats = engine.seeds.get(engine.defaults.seed_image).beats
-    tile_length = beats * 60.0 * p.sample_rate / tempo
+    tile_length = loop.beats * 60.0 * p.sample_rate / tempo
     onsets: dict[str, list[np.ndarray]] = {"codec": [], "autoencoder": []}
     for k, r in enumerate(clips):
         audio, rate = read_audio(root / r["file"])
@@ -425,15 +424,15 @@ async def render_streams(
     return streams
 
 
-SPREAD_FIGURES = {  # name: path into a stream's figures
-    "eighths": ("beat_lock", "on_grid"),
-    "eighths_near_seams": ("beat_lock", "on_grid_near_seams"),
-    "own_grid": ("style_grid", "on_grid"),
-    "late_ms": ("beat_lock", "offset_s"),
-    "tonal_x_real": ("tonal_vs_real_codec", "tonal_share"),
-    "tonal_per_octave_x_real": ("tonal_vs_real_codec", "tonal_share_bands"),
-    "flatness_x_real": ("tonal_vs_real_codec", "flatness"),
-    "seam_db": ("seams", "loudness_step_db_seams"),
+SPREAD_FIGURES = {  # name: (path into a stream's figures, scale)
+    "eighths": ("beat_lock", "on_grid", 1.0),
+    "eighths_near_seams": ("beat_lock", "on_grid_near_seams", 1.0),
+    "own_grid": ("style_grid", "on_grid", 1.0),
+    "late_ms": ("beat_lock", "offset_s", 1000.0),
+    "tonal_x_real": ("tonal_vs_real_codec", "tonal_share", 1.0),
+    "tonal_per_octave_x_real": ("tonal_vs_real_codec", "tonal_share_bands", 1.0),
+    "flatness_x_real": ("tonal_vs_real_codec", "flatness", 1.0),
+    "seam_db": ("seams", "loudness_step_db_seams", 1.0),
 }
 
 
@@ -446,9 +445,8 @@ def spread(results: list[dict]) -> dict:
     out = {}
     for prompt, rs in by_prompt.items():
         row: dict = {"style": rs[0]["style"], "seeds": [r["seed"] for r in rs]}
-        for name, (a, b) in SPREAD_FIGURES.items():
-            v = [x for r in rs if (x := (r.get(a) or {}).get(b)) is not None]
-            v = [1000 * x for x in v] if name == "late_ms" else v
+        for name, (a, b, scale) in SPREAD_FIGURES.items():
+            v = [scale * x for r in rs if (x := (r.get(a) or {}).get(b)) is not None]
             row[name] = (
                 {"median": statistics.median(v), "min": min(v), "max": max(v)} if v else None
             )

@@ -158,7 +158,7 @@ def beat_lock(
     )
     phase = onset_phases(t, sample_rate, bpm, origin)
     signed = np.mod(phase[:, None] - points[None, :] + 0.5, 1.0) - 0.5  # in [-1/2, 1/2) beat
-    nearest = np.abs(signed).argmin(1) if t.size else np.zeros(0, dtype=int)
+    nearest = np.abs(signed).argmin(1)
     offset = np.take_along_axis(signed, nearest[:, None], 1)[:, 0] * beat  # (onsets,): samples
     on = np.abs(offset) <= tolerance_s * sample_rate
     s = np.asarray(seams, dtype=np.float64)
